@@ -1,0 +1,75 @@
+/* params.c - the table of yubin.conf keys: name, type, default, limits, doc. */
+#include "config.h"
+#include "params.h"
+#include "../libutil/mem.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define P(field) offsetof(struct yb_params, field)
+#define DAY (24LL * 3600)
+
+static const struct conf_key params_keys[] = {
+	{ "myhostname", CONF_STRING, "", 0, 0, NULL, P(myhostname),
+	  "this host's fully qualified name, used in greetings and headers (empty: the system's)" },
+	{ "mail_owner", CONF_STRING, "yubin", 0, 0, NULL, P(mail_owner),
+	  "account that runs smtpd, qmgr and smtp and owns the queue" },
+	{ "auth_owner", CONF_STRING, "yubin-auth", 0, 0, NULL, P(auth_owner),
+	  "account that runs auth; the only one that can read password hashes" },
+	{ "mailbox_owner", CONF_STRING, "vmail", 0, 0, NULL, P(mailbox_owner),
+	  "account that owns the mailboxes and runs local, pop3d and imapd" },
+	{ "queue_directory", CONF_PATH, YB_QUEUE_DIR, 0, 0, NULL, P(queue_directory),
+	  "the mail queue; also the jail of the network-facing daemons" },
+	{ "data_directory", CONF_PATH, YB_DATA_DIR, 0, 0, NULL, P(data_directory),
+	  "tables: domains, users, aliases" },
+	{ "run_directory", CONF_PATH, YB_RUN_DIR, 0, 0, NULL, P(run_directory),
+	  "master's pid file, lock file and control socket" },
+	{ "daemon_directory", CONF_PATH, YB_DAEMON_DIR, 0, 0, NULL, P(daemon_directory),
+	  "where master finds the daemon programs named in master.conf" },
+	{ "syslog_facility", CONF_ENUM, "mail", 0, 0,
+	  "mail|daemon|user|local0|local1|local2|local3|local4|local5|local6|local7",
+	  P(syslog_facility), "syslog facility for every Yubin program" },
+	{ "log_file", CONF_STRING, "", 0, 0, NULL, P(log_file),
+	  "append log lines to this file instead of syslog (empty: syslog)" },
+	{ "debug_logging", CONF_BOOL, "no", 0, 0, NULL, P(debug_logging),
+	  "log debug lines too" },
+	{ "service_crash_window", CONF_DURATION, "10s", 1, DAY, NULL, P(service_crash_window),
+	  "a worker that exits within this time of starting counts as a crash" },
+	{ "service_crash_limit", CONF_INT, "5", 1, 1000, NULL, P(service_crash_limit),
+	  "consecutive crashes after which master throttles the service" },
+	{ "service_throttle_time", CONF_DURATION, "60s", 1, DAY, NULL, P(service_throttle_time),
+	  "how long a throttled service waits before master starts it again" },
+	{ "service_ready_timeout", CONF_DURATION, "30s", 1, 3600, NULL, P(service_ready_timeout),
+	  "how long mailctl start waits for every worker to report ready" },
+	{ "stop_timeout", CONF_DURATION, "10s", 1, 3600, NULL, P(stop_timeout),
+	  "on stop, how long master waits for workers before killing them" },
+	{ "ipc_timeout", CONF_DURATION, "30s", 1, 3600, NULL, P(ipc_timeout),
+	  "deadline for each read and write on internal sockets" },
+	{ "ipc_max_message", CONF_SIZE, "1M", 4096, 64LL * 1024 * 1024, NULL, P(ipc_max_message),
+	  "largest message accepted on internal sockets" },
+};
+
+const struct conf_table params_table = {
+	.keys = params_keys,
+	.count = sizeof params_keys / sizeof params_keys[0],
+};
+
+int params_load(struct yb_params *p, const char *config_dir, char **error_r)
+{
+	char *path = xasprintf("%s/yubin.conf", config_dir);
+	int rc = conf_load(&params_table, p, path, error_r);
+
+	free(path);
+	if (rc < 0)
+		return -1;
+	if (p->myhostname[0] == '\0') {
+		char host[256] = "";
+
+		gethostname(host, sizeof host - 1);
+		free(p->myhostname);
+		p->myhostname = xstrdup(host[0] != '\0' ? host : "localhost");
+	}
+	return 0;
+}

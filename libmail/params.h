@@ -1,0 +1,45 @@
+/* params.h - yubin.conf: the settings every Yubin program reads.
+ *
+ * The ONE table of keys is params_table in params.c; struct yb_params holds
+ * the loaded values. Add a key by adding a field here and a row there; the
+ * parser, "mailctl config show" and the documentation follow. */
+#ifndef YB_PARAMS_H
+#define YB_PARAMS_H
+
+#include <stdbool.h>
+
+#include "../libutil/conf.h"
+
+struct yb_params {
+	/* identity */
+	char *myhostname;
+	char *mail_owner;
+	char *auth_owner;
+	char *mailbox_owner;
+	/* places */
+	char *queue_directory;
+	char *data_directory;
+	char *run_directory;
+	char *daemon_directory;
+	/* logging */
+	char *syslog_facility;
+	char *log_file;
+	bool debug_logging;
+	/* master */
+	long long service_crash_window;
+	long long service_crash_limit;
+	long long service_throttle_time;
+	long long service_ready_timeout;
+	long long stop_timeout;
+	/* internal protocols */
+	long long ipc_timeout;
+	long long ipc_max_message;
+};
+
+extern const struct conf_table params_table;
+
+/* params_load - load CONFIG_DIR/yubin.conf; fills in myhostname from the
+ * system when it is empty. -1 and a new "file:line: text" on error. */
+int params_load(struct yb_params *p, const char *config_dir, char **error_r);
+
+#endif

@@ -1,0 +1,83 @@
+/* control.c - mailctl's side of master's control socket. */
+#include "config.h"
+#include "mailctl.h"
+#include "../libmail/params.h"
+#include "../libutil/mem.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONTROL_PROTOCOL "master-control"
+#define CONTROL_TIMEOUT_MS 10000
+
+struct ipc_conn *mailctl_connect(struct mailctl *ctl, bool quiet, int *exit_r)
+{
+	struct yb_params params;
+	char *error = NULL;
+	char *path;
+	struct ipc_conn *conn;
+
+	if (params_load(&params, ctl->config_dir, &error) < 0) {
+		if (!quiet)
+			mailctl_error("%s", error);
+		free(error);
+		*exit_r = MAILCTL_FAIL;
+		return NULL;
+	}
+	path = xasprintf("%s/master.ctl", params.run_directory);
+	conf_free(&params_table, &params);
+	errno = 0;
+	conn = ipc_conn_open(path, CONTROL_PROTOCOL, CONTROL_TIMEOUT_MS, &error);
+	if (conn == NULL) {
+		int saved = errno;
+
+		if (saved == ENOENT || saved == ECONNREFUSED) {
+			*exit_r = MAILCTL_NOT_RUNNING;
+			if (!quiet)
+				mailctl_error("yubin is not running (no master at %s)", path);
+		} else if (saved == EACCES || saved == EPERM || strstr(error, "connection closed") != NULL) {
+			*exit_r = MAILCTL_NOPERM;
+			if (!quiet)
+				mailctl_error("permission denied: %s: run mailctl as root "
+					      "(or as the user that started master)", path);
+		} else {
+			*exit_r = MAILCTL_FAIL;
+			if (!quiet)
+				mailctl_error("%s", error);
+		}
+		free(error);
+		free(path);
+		return NULL;
+	}
+	free(path);
+	return conn;
+}
+
+int mailctl_request(struct ipc_conn *conn, const char *cmd, struct ipc_msg *reply)
+{
+	struct buf req = BUF_INIT;
+	char *error = NULL;
+	const char *status;
+
+	ipc_begin(&req);
+	ipc_put_str(&req, "cmd", cmd);
+	ipc_end(&req);
+	if (ipc_conn_send(conn, &req, &error) < 0 || ipc_conn_recv(conn, reply, &error) < 0) {
+		mailctl_error("%s: %s", cmd, error);
+		free(error);
+		buf_free(&req);
+		return -1;
+	}
+	buf_free(&req);
+	status = ipc_get_str(reply, "status");
+	if (status == NULL || strcmp(status, "ok") != 0) {
+		const char *reason = ipc_get_str(reply, "reason");
+
+		mailctl_error("%s failed: %s", cmd, reason != NULL ? reason : "no reason given");
+		ipc_msg_free(reply);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,109 @@
+/* mailctl.c - the operator CLI: option parsing and the command table. */
+#include "config.h"
+#include "mailctl.h"
+#include "../libmail/params.h"
+#include "../libutil/log.h"
+#include "../libutil/mem.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cmd_help(struct mailctl *ctl);
+
+static const struct mailctl_command commands[] = {
+	{ { "start" }, cmd_start, "[-f]", "start the suite; -f: stay in the foreground, log to stderr" },
+	{ { "stop" }, cmd_stop, "", "stop the suite (workers finish, then are killed after stop_timeout)" },
+	{ { "reload" }, cmd_reload, "", "re-read the configuration and replace workers gracefully" },
+	{ { "status" }, cmd_status, "[--json]", "each service: state, workers, restarts" },
+	{ { "config", "show" }, cmd_config_show, "[-n] [-d] [KEY...]",
+	  "effective yubin.conf values; -n: only those set in the file, -d: with docs" },
+	{ { "config", "check" }, cmd_config_check, "", "validate yubin.conf and master.conf, start nothing" },
+	{ { "help" }, cmd_help, "", "this list" },
+};
+
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+void mailctl_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mailctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void print_usage(FILE *fp)
+{
+	fprintf(fp, "usage: mailctl [-c CONFIG_DIR] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < COMMAND_COUNT; i++) {
+		char words[64] = "";
+
+		for (int j = 0; j < 3 && commands[i].words[j] != NULL; j++) {
+			if (j > 0)
+				strcat(words, " ");
+			strcat(words, commands[i].words[j]);
+		}
+		fprintf(fp, "  %-14s %-20s %s\n", words, commands[i].args, commands[i].doc);
+	}
+	fprintf(fp, "\n-c CONFIG_DIR: configuration directory (default %s)\n", YB_CONFIG_DIR);
+}
+
+static int cmd_help(struct mailctl *ctl)
+{
+	(void)ctl;
+	print_usage(stdout);
+	return MAILCTL_OK;
+}
+
+/* match - how many words of cmd match argv, or 0 if it is not cmd. */
+static int match(const struct mailctl_command *cmd, int argc, char **argv)
+{
+	int n = 0;
+
+	for (; n < 3 && cmd->words[n] != NULL; n++)
+		if (n >= argc || strcmp(argv[n], cmd->words[n]) != 0)
+			return 0;
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	struct mailctl ctl = { .config_dir = YB_CONFIG_DIR };
+	int i = 1;
+
+	log_init("mailctl", LOG_SINK_STDERR);
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			ctl.config_dir = argv[i + 1];
+			i += 2;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			print_usage(stdout);
+			return MAILCTL_OK;
+		} else {
+			mailctl_error("unknown option %s", argv[i]);
+			print_usage(stderr);
+			return MAILCTL_USAGE;
+		}
+	}
+	if (i == argc) {
+		print_usage(stderr);
+		return MAILCTL_USAGE;
+	}
+	for (size_t c = 0; c < COMMAND_COUNT; c++) {
+		int n = match(&commands[c], argc - i, argv + i);
+
+		if (n > 0) {
+			ctl.argc = argc - i - n;
+			ctl.argv = argv + i + n;
+			return commands[c].run(&ctl);
+		}
+	}
+	mailctl_error("unknown command \"%s\" (see mailctl help)", argv[i]);
+	return MAILCTL_USAGE;
+}

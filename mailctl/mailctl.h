@@ -1,0 +1,48 @@
+/* mailctl.h - shared pieces of the operator CLI. */
+#ifndef YB_MAILCTL_H
+#define YB_MAILCTL_H
+
+#include <stdbool.h>
+
+#include "../libutil/ipc_client.h"
+
+/* Exit codes (sysexits.h where one fits). */
+#define MAILCTL_OK 0
+#define MAILCTL_FAIL 1
+#define MAILCTL_NOT_RUNNING 3 /* status: as LSB init scripts use it */
+#define MAILCTL_USAGE 64      /* EX_USAGE */
+#define MAILCTL_NOPERM 77     /* EX_NOPERM */
+
+struct mailctl {
+	const char *config_dir;
+	int argc;     /* the command's own arguments, after its words */
+	char **argv;
+};
+
+struct mailctl_command {
+	const char *words[3];  /* "config", "show" */
+	int (*run)(struct mailctl *ctl);
+	const char *args;      /* usage of the arguments */
+	const char *doc;       /* one line */
+};
+
+/* mailctl_error - "mailctl: ..." on stderr. */
+void mailctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mailctl_connect - open the control socket of the running master.
+ * Returns NULL and the exit code to use (not running, no permission,
+ * failure) after printing why, unless quiet. */
+struct ipc_conn *mailctl_connect(struct mailctl *ctl, bool quiet, int *exit_r);
+
+/* mailctl_request - send {cmd} and read the first reply; prints an error
+ * and returns -1 if the reply is not "ok". */
+int mailctl_request(struct ipc_conn *conn, const char *cmd, struct ipc_msg *reply);
+
+int cmd_start(struct mailctl *ctl);
+int cmd_stop(struct mailctl *ctl);
+int cmd_reload(struct mailctl *ctl);
+int cmd_status(struct mailctl *ctl);
+int cmd_config_show(struct mailctl *ctl);
+int cmd_config_check(struct mailctl *ctl);
+
+#endif
