@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,10 @@ static int listen_one(const struct sockaddr *sa, socklen_t salen, int backlog, c
 	if (sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, sa, salen) < 0 || listen(fd, backlog) < 0) {
-		*error_r = xasprintf("%s: %s", what, strerror(errno));
+		bool low_port = errno == EACCES;
+
+		*error_r = xasprintf("%s: %s%s", what, strerror(errno),
+				     low_port ? " (ports below 1024 need root)" : "");
 		close(fd);
 		return -1;
 	}

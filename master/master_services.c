@@ -298,16 +298,17 @@ static void worker_exited(struct master *m, struct master_worker *w, int status)
 	if (!clean)
 		log_warn("service %s: worker %ld %s", s->entry->name, (long)w->pid, how);
 	s->restarts++;
-	if (!clean && lived < (double)m->conf.params.service_crash_window) {
+	/* Any exit master did not ask for, this soon after start, is a crash:
+	 * a program that exits 0 at once would otherwise fork without end. */
+	if (lived < (double)m->conf.params.service_crash_window)
 		s->crashes++;
-	} else {
+	else
 		s->crashes = 0;
-	}
 	if (s->crashes >= m->conf.params.service_crash_limit) {
 		struct timeval tv = { .tv_sec = m->conf.params.service_throttle_time };
 
 		s->throttled = true;
-		log_warn("service %s: throttled: %d workers in a row failed within %llds of starting "
+		log_warn("service %s: throttled: %d workers in a row exited within %llds of starting "
 			 "(last: %s); next attempt in %llds", s->entry->name, s->crashes,
 			 m->conf.params.service_crash_window, how, m->conf.params.service_throttle_time);
 		if (s->throttle_ev == NULL)
