@@ -45,10 +45,6 @@ static const struct conf_key params_keys[] = {
 	  "how long mailctl start waits for every worker to report ready" },
 	{ "stop_timeout", CONF_DURATION, "10s", 1, 3600, NULL, P(stop_timeout),
 	  "on stop, how long master waits for workers before killing them" },
-	{ "ipc_timeout", CONF_DURATION, "30s", 1, 3600, NULL, P(ipc_timeout),
-	  "deadline for each read and write on internal sockets" },
-	{ "ipc_max_message", CONF_SIZE, "1M", 4096, 64LL * 1024 * 1024, NULL, P(ipc_max_message),
-	  "largest message accepted on internal sockets" },
 };
 
 const struct conf_table params_table = {

@@ -31,9 +31,6 @@ struct yb_params {
 	long long service_throttle_time;
 	long long service_ready_timeout;
 	long long stop_timeout;
-	/* internal protocols */
-	long long ipc_timeout;
-	long long ipc_max_message;
 };
 
 extern const struct conf_table params_table;

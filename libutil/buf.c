@@ -39,6 +39,8 @@ uint8_t *buf_reserve(struct buf *b, size_t n)
 			cap = size_mul(cap, 2);
 		b->data = xreallocarray(b->data, cap, 1);
 		b->cap = cap;
+		/* Keep the promise of buf.h even before anything is appended. */
+		b->data[b->len] = '\0';
 	}
 	return b->data + b->len;
 }
@@ -91,6 +93,8 @@ void buf_consume(struct buf *b, size_t n)
 {
 	if (n > b->len)
 		log_panic("buf_consume: %zu bytes from a buffer of %zu", n, b->len);
+	if (n == 0)
+		return;
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
 	b->data[b->len] = '\0';

@@ -193,7 +193,7 @@ int conf_load(const struct conf_table *t, void *out, const char *path, char **er
 		const char *error;
 
 		lineno++;
-		if ((size_t)len > CONF_LINE_MAX) {
+		if (str_text_length(line, (size_t)len) > CONF_LINE_MAX) {
 			*error_r = xasprintf("%s:%d: line longer than %d characters", path, lineno, CONF_LINE_MAX);
 			rc = -1;
 			break;

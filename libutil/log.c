@@ -216,6 +216,8 @@ LOG_FN(log_warn, LOG_LEVEL_WARN)
 
 /* die - shared tail of fatal and panic: the hook (tests) or exit/abort. */
 static _Noreturn void die(enum log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static _Noreturn void die(enum log_level level, const char *fmt, va_list ap)
 {
 	char text[LOG_LINE_MAX];
 	va_list copy;

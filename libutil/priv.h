@@ -17,8 +17,8 @@ struct priv_target {
 int priv_lookup_user(const char *name, uid_t *uid_r, gid_t *gid_r, char **error_r);
 
 /* priv_drop - as root: setgroups, setresgid, chroot+chdir, setresuid,
- * PR_SET_NO_NEW_PRIVS, then verify. Not root: returns 1 after one warning,
- * having changed nothing. -1 with a new error string on failure. */
+ * PR_SET_NO_NEW_PRIVS, then verify. Not root: returns 1 having changed
+ * nothing but no-new-privs (master warns about that once for the suite). -1 with a new error string on failure. */
 int priv_drop(const struct priv_target *target, char **error_r);
 
 /* priv_verify - check the process has exactly the target identity and

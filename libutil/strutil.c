@@ -14,7 +14,8 @@ int str_to_ll(const char *s, long long min, long long max, long long *value_r, c
 	char *end;
 	long long v;
 
-	if (*s == '\0' || isspace((unsigned char)*s)) {
+	/* Digits with an optional '-', like every other number we parse. */
+	if (*s == '\0' || isspace((unsigned char)*s) || *s == '+') {
 		*error_r = "not a number";
 		return -1;
 	}
@@ -130,6 +131,15 @@ char *str_trim(char *s)
 bool str_has_prefix(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+size_t str_text_length(const char *line, size_t len)
+{
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	return len;
 }
 
 int str_split_ws(char *s, char **words, int max)

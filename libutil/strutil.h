@@ -19,6 +19,10 @@ int str_to_bool(const char *s, bool *value_r, const char **error_r);
 char *str_trim(char *s);
 bool str_has_prefix(const char *s, const char *prefix);
 
+/* str_text_length - length of a line read with getline, without its line
+ * end ("\n" or "\r\n"): what line-length limits count. */
+size_t str_text_length(const char *line, size_t len);
+
 /* str_split_ws - split s in place at runs of blanks; fills at most max
  * pointers, returns the number of words, or -1 if there were more. */
 int str_split_ws(char *s, char **words, int max);

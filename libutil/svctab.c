@@ -283,7 +283,8 @@ int svctab_load(const char *path, svc_lookup_fn *lookup, void *context, struct s
 		char *error = NULL;
 
 		lineno++;
-		if ((size_t)len > SVCTAB_LINE_MAX || strlen(line) != (size_t)len) {
+		if (str_text_length(line, (size_t)len) > SVCTAB_LINE_MAX ||
+		    strlen(line) != (size_t)len) {
 			*error_r = xasprintf("%s:%d: line too long or holds a NUL", path, lineno);
 			rc = -1;
 			break;
