@@ -70,8 +70,11 @@ struct ipc_conn *ipc_conn_open(const char *path, const char *protocol, int timeo
 	conn->max_frame = IPC_FRAME_MAX_DEFAULT;
 	ipc_put_hello(&hello, protocol);
 	if (ipc_conn_send(conn, &hello, error_r) < 0 || ipc_conn_recv(conn, &reply, error_r) < 0) {
+		int saved = errno; /* callers tell refusals from failures by it */
+
 		buf_free(&hello);
 		ipc_conn_close(&conn);
+		errno = saved;
 		return NULL;
 	}
 	buf_free(&hello);

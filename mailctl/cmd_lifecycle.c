@@ -1,6 +1,7 @@
 /* cmd_lifecycle.c - mailctl start, stop and reload. */
 #include "config.h"
 #include "mailctl.h"
+#include "../libmail/params.h"
 #include "../libmail/suite_conf.h"
 #include "../libutil/fileutil.h"
 #include "../libutil/mem.h"
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,7 +70,7 @@ int cmd_start(struct mailctl *ctl)
 		free(error);
 		return MAILCTL_FAIL;
 	}
-	struct ipc_conn *running = mailctl_connect(ctl, true, &code);
+	struct ipc_conn *running = mailctl_connect(ctl, CONNECT_PROBE, &code);
 	if (running != NULL || code == MAILCTL_NOPERM) {
 		char *pidpath = xasprintf("%s/master.pid", sc.params.run_directory);
 		char *pidtext = file_read_small(pidpath, 32);
@@ -130,11 +132,34 @@ int cmd_start(struct mailctl *ctl)
 	return MAILCTL_OK;
 }
 
+/* wait_for_exit - master holds an exclusive lock on master.lock for its
+ * whole life; the kernel drops it the moment master exits, before anyone
+ * reaps it. Waits up to timeout_s; 0 once master is gone. */
+static int wait_for_exit(const char *lock_path, int timeout_s)
+{
+	int fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+	int rc = -1;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	for (int i = 0; i < timeout_s * 10; i++) {
+		if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+			rc = 0;
+			break;
+		}
+		usleep(100 * 1000);
+	}
+	close(fd);
+	return rc;
+}
+
 int cmd_stop(struct mailctl *ctl)
 {
+	struct yb_params params;
 	struct ipc_msg reply;
-	struct ipc_msg status;
-	int64_t pid = 0;
+	char *error = NULL;
+	char *lock_path;
+	long long timeout_s;
 	int code;
 	struct ipc_conn *conn;
 
@@ -142,36 +167,35 @@ int cmd_stop(struct mailctl *ctl)
 		mailctl_error("usage: mailctl stop");
 		return MAILCTL_USAGE;
 	}
-	conn = mailctl_connect(ctl, false, &code);
+	conn = mailctl_connect(ctl, CONNECT_REPORT, &code);
 	if (conn == NULL)
 		return code == MAILCTL_NOT_RUNNING ? MAILCTL_FAIL : code;
-	if (mailctl_request(conn, "status", &status) < 0) {
+	if (params_load(&params, ctl->config_dir, &error) < 0) {
+		mailctl_error("%s", error);
+		free(error);
+		conf_free(&params_table, &params);
 		ipc_conn_close(&conn);
 		return MAILCTL_FAIL;
 	}
-	ipc_get_int(&status, "pid", &pid);
-	ipc_msg_free(&status);
-	ipc_conn_close(&conn);
-	/* A fresh connection: the status reply left more frames unread. */
-	conn = mailctl_connect(ctl, false, &code);
-	if (conn == NULL)
-		return code;
+	lock_path = xasprintf("%s/master.lock", params.run_directory);
+	/* master kills what is left after stop_timeout; allow for that. */
+	timeout_s = params.stop_timeout + 10;
+	conf_free(&params_table, &params);
 	if (mailctl_request(conn, "stop", &reply) < 0) {
 		ipc_conn_close(&conn);
+		free(lock_path);
 		return MAILCTL_FAIL;
 	}
 	ipc_msg_free(&reply);
 	ipc_conn_close(&conn);
-	/* Wait for master to be gone; it kills stragglers after stop_timeout. */
-	for (int i = 0; i < 600 && pid > 0; i++) {
-		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
-			printf("yubin stopped\n");
-			return MAILCTL_OK;
-		}
-		usleep(100 * 1000);
+	if (wait_for_exit(lock_path, (int)timeout_s) < 0) {
+		mailctl_error("master is still running after %llds (%s is locked)", timeout_s, lock_path);
+		free(lock_path);
+		return MAILCTL_FAIL;
 	}
-	mailctl_error("master (pid %lld) is still running after 60s", (long long)pid);
-	return MAILCTL_FAIL;
+	free(lock_path);
+	printf("yubin stopped\n");
+	return MAILCTL_OK;
 }
 
 int cmd_reload(struct mailctl *ctl)
@@ -184,7 +208,7 @@ int cmd_reload(struct mailctl *ctl)
 		mailctl_error("usage: mailctl reload");
 		return MAILCTL_USAGE;
 	}
-	conn = mailctl_connect(ctl, false, &code);
+	conn = mailctl_connect(ctl, CONNECT_REPORT, &code);
 	if (conn == NULL)
 		return code == MAILCTL_NOT_RUNNING ? MAILCTL_FAIL : code;
 	if (mailctl_request(conn, "reload", &reply) < 0) {

@@ -247,7 +247,7 @@ int cmd_status(struct mailctl *ctl)
 		}
 		json = true;
 	}
-	conn = mailctl_connect(ctl, json, &code);
+	conn = mailctl_connect(ctl, json ? CONNECT_QUIET_IF_STOPPED : CONNECT_REPORT, &code);
 	if (conn == NULL) {
 		if (json && code == MAILCTL_NOT_RUNNING)
 			printf("{\"running\": false}\n");

@@ -12,7 +12,7 @@
 #define CONTROL_PROTOCOL "master-control"
 #define CONTROL_TIMEOUT_MS 10000
 
-struct ipc_conn *mailctl_connect(struct mailctl *ctl, bool quiet, int *exit_r)
+struct ipc_conn *mailctl_connect(struct mailctl *ctl, enum connect_mode mode, int *exit_r)
 {
 	struct yb_params params;
 	char *error = NULL;
@@ -20,7 +20,7 @@ struct ipc_conn *mailctl_connect(struct mailctl *ctl, bool quiet, int *exit_r)
 	struct ipc_conn *conn;
 
 	if (params_load(&params, ctl->config_dir, &error) < 0) {
-		if (!quiet)
+		if (mode != CONNECT_PROBE)
 			mailctl_error("%s", error);
 		free(error);
 		*exit_r = MAILCTL_FAIL;
@@ -35,16 +35,18 @@ struct ipc_conn *mailctl_connect(struct mailctl *ctl, bool quiet, int *exit_r)
 
 		if (saved == ENOENT || saved == ECONNREFUSED) {
 			*exit_r = MAILCTL_NOT_RUNNING;
-			if (!quiet)
+			if (mode == CONNECT_REPORT)
 				mailctl_error("yubin is not running (no master at %s)", path);
-		} else if (saved == EACCES || saved == EPERM || strstr(error, "connection closed") != NULL) {
+		} else if (saved == EACCES || saved == EPERM || saved == EPIPE || saved == ECONNRESET) {
+			/* EPIPE/ECONNRESET: master's peer check closed the socket
+			 * before or after our hello. */
 			*exit_r = MAILCTL_NOPERM;
-			if (!quiet)
+			if (mode != CONNECT_PROBE)
 				mailctl_error("permission denied: %s: run mailctl as root "
-					      "(or as the user that started master)", path);
+				      "(or as the user that started master)", path);
 		} else {
 			*exit_r = MAILCTL_FAIL;
-			if (!quiet)
+			if (mode != CONNECT_PROBE)
 				mailctl_error("%s", error);
 		}
 		free(error);

@@ -29,10 +29,17 @@ struct mailctl_command {
 /* mailctl_error - "mailctl: ..." on stderr. */
 void mailctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* How much mailctl_connect says when it cannot connect. */
+enum connect_mode {
+	CONNECT_REPORT,           /* print why */
+	CONNECT_QUIET_IF_STOPPED, /* print why, except "not running" */
+	CONNECT_PROBE,            /* print nothing: the caller only asks */
+};
+
 /* mailctl_connect - open the control socket of the running master.
  * Returns NULL and the exit code to use (not running, no permission,
- * failure) after printing why, unless quiet. */
-struct ipc_conn *mailctl_connect(struct mailctl *ctl, bool quiet, int *exit_r);
+ * failure), having printed why as mode says. */
+struct ipc_conn *mailctl_connect(struct mailctl *ctl, enum connect_mode mode, int *exit_r);
 
 /* mailctl_request - send {cmd} and read the first reply; prints an error
  * and returns -1 if the reply is not "ok". */

@@ -304,6 +304,9 @@ static void worker_exited(struct master *m, struct master_worker *w, int status)
 		s->crashes++;
 	else
 		s->crashes = 0;
+	/* Already throttled: a worker that was on its way out adds nothing. */
+	if (s->throttled)
+		return;
 	if (s->crashes >= m->conf.params.service_crash_limit) {
 		struct timeval tv = { .tv_sec = m->conf.params.service_throttle_time };
 

@@ -24,6 +24,20 @@ static void echod_close(struct bufferevent *bev, struct service_ctx *ctx)
 	service_client_closed(ctx);
 }
 
+/* on_drained - the goodbye has been written: now the connection can go. */
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+	echod_close(bev, arg);
+}
+
+/* echod_finish - send text, then close once it is on the wire. */
+static void echod_finish(struct bufferevent *bev, struct service_ctx *ctx, const char *text)
+{
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(bev, NULL, on_drained, NULL, ctx);
+	bufferevent_write(bev, text, strlen(text));
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct service_ctx *ctx = arg;
@@ -34,18 +48,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
 		if (strcmp(line, "QUIT") == 0) {
 			free(line);
-			bufferevent_write(bev, "bye\r\n", 5);
-			bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
-			echod_close(bev, ctx);
+			echod_finish(bev, ctx, "bye\r\n");
 			return;
 		}
 		evbuffer_add_printf(bufferevent_get_output(bev), "echo: %s\r\n", line);
 		free(line);
 	}
-	if (evbuffer_get_length(in) > ECHOD_LINE_MAX) {
-		bufferevent_write(bev, "error: line too long\r\n", 22);
-		echod_close(bev, ctx);
-	}
+	if (evbuffer_get_length(in) > ECHOD_LINE_MAX)
+		echod_finish(bev, ctx, "error: line too long\r\n");
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
