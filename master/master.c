@@ -181,6 +181,7 @@ static int prepare_directories(struct master *m, char **error_r)
 	if (geteuid() == 0) {
 		if (priv_lookup_user(p->mail_owner, &uid, &gid, error_r) < 0)
 			return -1;
+		gid = 0; /* as in the install manifest, conf/yubin-files */
 		if (dir_ensure(p->run_directory, 0, 0, 0755, error_r) < 0 ||
 		    dir_ensure(p->queue_directory, 0, 0, 0755, error_r) < 0)
 			return -1;
