@@ -31,6 +31,20 @@ struct yb_params {
 	long long service_throttle_time;
 	long long service_ready_timeout;
 	long long stop_timeout;
+	/* mailboxes */
+	char *mail_root;
+	bool quota_over_permanent;
+	/* smtpd */
+	long long message_size_limit;
+	long long smtpd_recipient_limit;
+	long long smtpd_error_limit;
+	long long smtpd_timeout;
+	long long hopcount_limit;
+	/* queue */
+	long long minimal_backoff_time;
+	long long maximal_backoff_time;
+	long long maximal_queue_lifetime;
+	long long queue_minfree;
 };
 
 extern const struct conf_table params_table;

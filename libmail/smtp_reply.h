@@ -1,0 +1,56 @@
+/* smtp_reply.h - every SMTP reply Yubin sends, in one table: code,
+ * enhanced status code (RFC 3463) and text. It mirrors DESIGN.md's
+ * "Status codes users meet"; protocol code names a reply, never writes
+ * one by hand. */
+#ifndef YB_SMTP_REPLY_H
+#define YB_SMTP_REPLY_H
+
+enum smtp_reply_id {
+	R_GREETING,          /* 220 */
+	R_BYE,               /* 221 2.0.0 */
+	R_OK,                /* 250 2.0.0 */
+	R_SENDER_OK,         /* 250 2.1.0 */
+	R_RCPT_OK,           /* 250 2.1.5 */
+	R_QUEUED,            /* 250 2.0.0 queued as */
+	R_VRFY,              /* 252 2.5.0 */
+	R_DATA_GO,           /* 354 */
+	R_SHUTDOWN,          /* 421 4.3.2 */
+	R_IDLE_TIMEOUT,      /* 421 4.4.2 */
+	R_TOO_MANY_ERRORS,   /* 421 4.7.0 */
+	R_QUEUE_ERROR,       /* 451 4.3.0 */
+	R_RCPT_TEMPFAIL,     /* 451 4.3.0 lookup failed */
+	R_QUOTA_TEMP,        /* 452 4.2.2 */
+	R_NO_SPACE,          /* 452 4.3.1 */
+	R_TOO_MANY_RCPTS,    /* 452 4.5.3 */
+	R_UNKNOWN_COMMAND,   /* 500 5.5.2 */
+	R_LINE_TOO_LONG,     /* 500 5.5.2 */
+	R_SYNTAX,            /* 501 5.5.4 */
+	R_BAD_ADDRESS,       /* 501 5.1.3 */
+	R_BAD_PARAM,         /* 555 5.5.4 */
+	R_NOT_IMPLEMENTED,   /* 502 5.5.1 */
+	R_BAD_SEQUENCE,      /* 503 5.5.1 */
+	R_NEED_RCPT,         /* 554 5.5.1 no valid recipients */
+	R_UNKNOWN_USER,      /* 550 5.1.1 */
+	R_BARE_LF,           /* 550 5.5.2 */
+	R_MOVED,             /* 551 5.1.6 */
+	R_TOO_BIG,           /* 552 5.3.4 */
+	R_QUOTA_PERM,        /* 552 5.2.2 */
+	R_BAD_SENDER,        /* 553 5.1.7 */
+	R_SENDER_NOT_OWNED,  /* 553 5.7.1 */
+	R_RELAY_DENIED,      /* 554 5.7.1 */
+	R_LOOP,              /* 554 5.4.6 */
+	R_AUTH_REQUIRED,     /* 530 5.7.0 */
+	R_AUTH_FAILED,       /* 535 5.7.8 */
+	R_UTF8_REQUIRED,     /* 553 5.6.7 */
+	R_REPLY_COUNT
+};
+
+struct smtp_reply {
+	int code;
+	const char *status; /* enhanced code, or NULL where none is sent */
+	const char *text;
+};
+
+const struct smtp_reply *smtp_reply_get(enum smtp_reply_id id);
+
+#endif
