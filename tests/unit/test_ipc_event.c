@@ -1,0 +1,291 @@
+/* test_ipc_event.c - ipc_server and ipc_async together over a real UNIX
+ * socket in one event loop: handshake, ids, late and out-of-order replies,
+ * passed descriptors, deadlines and a server that goes away. */
+#include "config.h"
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "../../libutil/ipc_async.h"
+#include "../../libutil/ipc_server.h"
+#include "../../libutil/mem.h"
+#include "../../libutil/sock.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct fixture {
+	struct event_base *base;
+	char path[64];
+	int listen_fd;
+	struct event *accept_ev;
+	struct ipc_server *server;
+	/* the server's behaviour */
+	bool hold;                  /* keep requests unanswered */
+	struct ipc_peer *held_peer[4];
+	int64_t held_req[4];
+	int held;
+	char passed_text[64];       /* what a passed fd held */
+	/* what the client saw */
+	int replies;
+	char answers[8][64];
+	char last_error[128];
+};
+
+static void handler(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx)
+{
+	struct fixture *f = ctx;
+	const char *word = ipc_get_str(msg, "word");
+	int fd = ipc_peer_take_fd(peer);
+	struct buf out = BUF_INIT;
+
+	if (fd >= 0) {
+		ssize_t n = read(fd, f->passed_text, sizeof f->passed_text - 1);
+
+		f->passed_text[n > 0 ? n : 0] = '\0';
+		close(fd);
+	}
+	if (f->hold) {
+		ipc_peer_ref(peer);
+		f->held_peer[f->held] = peer;
+		f->held_req[f->held++] = req;
+		return;
+	}
+	ipc_reply_begin(&out, req);
+	ipc_put_str(&out, "answer", word != NULL ? word : "?");
+	ipc_peer_send(peer, &out);
+	buf_free(&out);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct fixture *f = arg;
+	int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+	(void)what;
+	if (client >= 0)
+		ipc_server_accept(f->server, client);
+}
+
+static void on_reply(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct fixture *f = arg;
+
+	if (reply != NULL) {
+		const char *a = ipc_get_str(reply, "answer");
+
+		snprintf(f->answers[f->replies % 8], sizeof f->answers[0], "%s", a != NULL ? a : "(none)");
+		/* the id field never reaches the caller */
+		assert_null(ipc_get_str(reply, "req"));
+	} else {
+		snprintf(f->answers[f->replies % 8], sizeof f->answers[0], "error");
+		snprintf(f->last_error, sizeof f->last_error, "%s", error);
+	}
+	f->replies++;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xnew(struct fixture);
+	char *error = NULL;
+
+	f->base = event_base_new();
+	snprintf(f->path, sizeof f->path, "/tmp/yb-ipc-event-%ld.sock", (long)getpid());
+	f->listen_fd = sock_listen_unix(f->path, 0600, 16, &error);
+	assert_true(f->listen_fd >= 0);
+	f->accept_ev = event_new(f->base, f->listen_fd, EV_READ | EV_PERSIST, on_accept, f);
+	event_add(f->accept_ev, NULL);
+	f->server = ipc_server_new(f->base, "test-proto", 4096, 0, handler, f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int i = 0; i < f->held; i++)
+		ipc_peer_unref(&f->held_peer[i]);
+	ipc_server_free(&f->server);
+	event_free(f->accept_ev);
+	close(f->listen_fd);
+	unlink(f->path);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+/* run_until - turn the loop until the client has seen n replies. */
+static void run_until(struct fixture *f, int n)
+{
+	for (int i = 0; i < 2000 && f->replies < n; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_int_equal(f->replies, n);
+}
+
+static void request(struct ipc_async *c, struct fixture *f, const char *word, int fd)
+{
+	struct buf req = BUF_INIT;
+
+	ipc_begin(&req);
+	ipc_put_str(&req, "word", word);
+	ipc_async_request(c, &req, fd, on_reply, f);
+	buf_free(&req);
+}
+
+static void test_requests_in_order(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 5);
+
+	request(c, f, "one", -1);
+	request(c, f, "two", -1);
+	request(c, f, "three", -1);
+	assert_int_equal(ipc_async_pending(c), 3);
+	/* callbacks never run inside the request call */
+	assert_int_equal(f->replies, 0);
+	run_until(f, 3);
+	assert_string_equal(f->answers[0], "one");
+	assert_string_equal(f->answers[1], "two");
+	assert_string_equal(f->answers[2], "three");
+	assert_int_equal(ipc_async_pending(c), 0);
+	ipc_async_free(&c);
+}
+
+static void test_out_of_order_replies_match_ids(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 5);
+	struct buf out = BUF_INIT;
+
+	f->hold = true;
+	request(c, f, "first", -1);
+	request(c, f, "second", -1);
+	for (int i = 0; i < 2000 && f->held < 2; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_int_equal(f->held, 2);
+	/* answer the second first */
+	for (int i = 1; i >= 0; i--) {
+		ipc_reply_begin(&out, f->held_req[i]);
+		ipc_put_str(&out, "answer", i == 1 ? "answer-to-second" : "answer-to-first");
+		assert_true(ipc_peer_send(f->held_peer[i], &out));
+	}
+	buf_free(&out);
+	run_until(f, 2);
+	assert_string_equal(f->answers[0], "answer-to-second");
+	assert_string_equal(f->answers[1], "answer-to-first");
+	ipc_async_free(&c);
+}
+
+static void test_passed_descriptor(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 5);
+	char file[] = "/tmp/yb-ipc-fd-XXXXXX";
+	int fd = mkstemp(file);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "content of the file", 19), 19);
+	lseek(fd, 0, SEEK_SET);
+	request(c, f, "with-fd", fd);
+	close(fd);
+	unlink(file);
+	run_until(f, 1);
+	assert_string_equal(f->answers[0], "with-fd");
+	assert_string_equal(f->passed_text, "content of the file");
+	ipc_async_free(&c);
+}
+
+static void test_no_server_fails_later(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, "/tmp/yb-no-such-socket", "test-proto", 5);
+
+	request(c, f, "lost", -1);
+	assert_int_equal(f->replies, 0);
+	run_until(f, 1);
+	assert_string_equal(f->answers[0], "error");
+	assert_non_null(strstr(f->last_error, "No such file"));
+	ipc_async_free(&c);
+}
+
+static void test_server_gone_fails_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 5);
+
+	f->hold = true;
+	request(c, f, "pending", -1);
+	for (int i = 0; i < 2000 && f->held < 1; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	ipc_peer_close(f->held_peer[0]);
+	run_until(f, 1);
+	assert_string_equal(f->answers[0], "error");
+	assert_string_equal(f->last_error, "connection closed by the server");
+	/* the next request reconnects and works */
+	f->hold = false;
+	request(c, f, "again", -1);
+	run_until(f, 2);
+	assert_string_equal(f->answers[1], "again");
+	ipc_async_free(&c);
+}
+
+static void test_deadline(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 1);
+
+	f->hold = true;
+	request(c, f, "slow", -1);
+	for (int i = 0; i < 3000 && f->replies < 1; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_int_equal(f->replies, 1);
+	assert_string_equal(f->last_error, "timed out");
+	ipc_async_free(&c);
+}
+
+static void test_wrong_protocol_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "other-proto", 5);
+
+	request(c, f, "x", -1);
+	run_until(f, 1);
+	assert_string_equal(f->answers[0], "error");
+	assert_non_null(strstr(f->last_error, "handshake refused"));
+	ipc_async_free(&c);
+}
+
+static void test_free_fails_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 5);
+
+	f->hold = true;
+	request(c, f, "abandoned", -1);
+	ipc_async_free(&c);
+	assert_int_equal(f->replies, 1);
+	assert_string_equal(f->last_error, "client shut down");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_requests_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_order_replies_match_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_passed_descriptor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_server_fails_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_gone_fails_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_protocol_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_fails_pending, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
