@@ -203,8 +203,11 @@ static int send_with_fd(struct ipc_async *c, const struct buf *frame, int fd)
 	struct iovec iov = { .iov_base = frame->data, .iov_len = frame->len };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
 			    .msg_controllen = sizeof control.buf };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+	struct cmsghdr *cm;
 	ssize_t n;
+
+	memset(&control, 0, sizeof control); /* padding goes to the kernel too */
+	cm = CMSG_FIRSTHDR(&m);
 
 	/* The descriptor travels with the frame's first byte; earlier frames
 	 * must be out first. Internal sockets are local and rarely full, so a
