@@ -31,6 +31,7 @@ AC_DEFUN([YB_LIBRARIES], [
   YB_HEADER_LIB([SPF2], [spf2/spf.h], [spf2], [SPF_server_new], [libspf2-dev],
     [[#include <netinet/in.h>
 #include <arpa/nameser.h>]])
+  YB_HEADER_LIB([CRYPT], [crypt.h], [crypt], [crypt_gensalt_ra], [libcrypt-dev])
   PKG_CHECK_MODULES([CMOCKA], [cmocka], [],
     [AC_MSG_ERROR([cmocka not found (needed by make check): install the Debian package libcmocka-dev])])
 ])
