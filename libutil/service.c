@@ -171,6 +171,13 @@ static enum log_sink log_sink_for_fd2(void)
 	return LOG_SINK_STDERR;
 }
 
+int service_dir_ensure(const struct service_ctx *ctx, const char *dir, int mode, char **error_r)
+{
+	bool root = geteuid() == 0;
+
+	return dir_ensure(dir, root ? ctx->uid : (uid_t)-1, root ? ctx->gid : (gid_t)-1, mode, error_r);
+}
+
 int service_main(int argc, char **argv, const struct service_desc *desc)
 {
 	struct service_run run = { 0 };
@@ -217,6 +224,8 @@ int service_main(int argc, char **argv, const struct service_desc *desc)
 		usage(argv[0]);
 	run.ctx.config_dir = config_dir;
 	check_inherited(&run);
+	run.ctx.uid = target.uid;
+	run.ctx.gid = target.gid;
 
 	conf_path = xasprintf("%s/yubin.conf", config_dir);
 	if (conf_load(desc->conf_table, desc->conf, conf_path, &error) < 0)

@@ -40,10 +40,16 @@ struct service_ctx {
 	const char *service_name; /* the master.conf entry */
 	int listen_fds[MASTER_LISTEN_MAX];
 	int listen_count;
+	uid_t uid;     /* the account the service runs as (after the drop) */
+	gid_t gid;
 	int clients;   /* open client connections */
 	bool stopping; /* SIGTERM seen: finish clients, then exit */
 	void *app;     /* the daemon's own state */
 };
+
+/* service_dir_ensure - in a pre-jail hook: create dir if missing, owned by
+ * the service's account (when started as root), with mode. */
+int service_dir_ensure(const struct service_ctx *ctx, const char *dir, int mode, char **error_r);
 
 /* service_main - run the daemon; returns the process exit status. */
 int service_main(int argc, char **argv, const struct service_desc *desc);
