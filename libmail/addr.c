@@ -59,7 +59,9 @@ static bool valid_literal(const char *s, size_t len)
 	char text[64];
 	unsigned char bin[16];
 
-	if (len < 3 || len - 2 >= sizeof text || s[0] != '[' || s[len - 1] != ']')
+	/* inet_pton reads a C string: a NUL inside the brackets would end
+	 * the literal early and let whatever follows it through. */
+	if (len < 3 || len - 2 >= sizeof text || s[0] != '[' || s[len - 1] != ']' || memchr(s, '\0', len) != NULL)
 		return false;
 	memcpy(text, s + 1, len - 2);
 	text[len - 2] = '\0';
@@ -235,8 +237,10 @@ int addr_parse_path(const char *s, size_t len, unsigned flags, struct pool *pool
 		return -1;
 	}
 	i += n;
-	if (i < len && s[i] == '>' && (flags & ADDR_ALLOW_POSTMASTER) && strcasecmp(buf_cstr(&local), "postmaster") == 0 &&
-	    s[1] != '"') {
+	/* Only the exact form "<Postmaster>" (any case; RFC 5321 4.1.1.3):
+	 * not quoted, and without a source route before it. */
+	if (i < len && s[i] == '>' && (flags & ADDR_ALLOW_POSTMASTER) && i - n == 1 &&
+	    n == sizeof "postmaster" - 1 && strcasecmp(buf_cstr(&local), "postmaster") == 0) {
 		addr->local = pool_strdup(pool, "postmaster");
 		addr->domain = "";
 		*consumed_r = i + 1;

@@ -42,6 +42,18 @@ static const struct smtp_reply replies[R_REPLY_COUNT] = {
 	[R_AUTH_REQUIRED] = { 530, "5.7.0", "Authentication required" },
 	[R_AUTH_FAILED] = { 535, "5.7.8", "Authentication credentials invalid" },
 	[R_UTF8_REQUIRED] = { 553, "5.6.7", "Non-ASCII address requires SMTPUTF8" },
+	/* The server's host name goes before an empty text (RFC 5321 4.1.1.1);
+	 * RFC 2034 leaves enhanced codes off the greeting and HELO/EHLO. */
+	[R_HELO] = { 250, NULL, "" },
+	[R_HELP] = { 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY" },
+	/* The chunk size goes before the text: "250 2.0.0 1024 octets received". */
+	[R_BDAT_OK] = { 250, "2.0.0", "octets received" },
+	[R_NEED_HELO] = { 503, "5.5.1", "Send EHLO or HELO first" },
+	[R_NESTED_MAIL] = { 503, "5.5.1", "Sender already specified" },
+	[R_NEED_MAIL] = { 503, "5.5.1", "Need MAIL command" },
+	[R_NEED_RCPT_CMD] = { 503, "5.5.1", "Need RCPT command" },
+	[R_BAD_CHAR] = { 500, "5.5.2", "NUL or bare CR in command line" },
+	[R_INPUT_OVERFLOW] = { 421, "4.7.0", "Too much pipelined input, closing connection" },
 };
 
 const struct smtp_reply *smtp_reply_get(enum smtp_reply_id id)

@@ -42,6 +42,16 @@ enum smtp_reply_id {
 	R_AUTH_REQUIRED,     /* 530 5.7.0 */
 	R_AUTH_FAILED,       /* 535 5.7.8 */
 	R_UTF8_REQUIRED,     /* 553 5.6.7 */
+	/* Added with the SMTP server engine (libmail/smtp_server.c). */
+	R_HELO,              /* 250 HOSTNAME: HELO reply, first EHLO line */
+	R_HELP,              /* 214 2.0.0 */
+	R_BDAT_OK,           /* 250 2.0.0 N octets received */
+	R_NEED_HELO,         /* 503 5.5.1 */
+	R_NESTED_MAIL,       /* 503 5.5.1 */
+	R_NEED_MAIL,         /* 503 5.5.1 */
+	R_NEED_RCPT_CMD,     /* 503 5.5.1 no RCPT given at all */
+	R_BAD_CHAR,          /* 500 5.5.2 NUL or bare CR in a command line */
+	R_INPUT_OVERFLOW,    /* 421 4.7.0 too much pipelined input */
 	R_REPLY_COUNT
 };
 
