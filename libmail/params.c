@@ -91,3 +91,8 @@ int params_load(struct yb_params *p, const char *config_dir, char **error_r)
 	}
 	return 0;
 }
+
+int params_load_service(void *p, const char *config_dir, char **error_r)
+{
+	return params_load(p, config_dir, error_r);
+}

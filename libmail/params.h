@@ -53,4 +53,7 @@ extern const struct conf_table params_table;
  * system when it is empty. -1 and a new "file:line: text" on error. */
 int params_load(struct yb_params *p, const char *config_dir, char **error_r);
 
+/* params_load_service - params_load for the daemon skeleton's load_conf. */
+int params_load_service(void *p, const char *config_dir, char **error_r);
+
 #endif

@@ -277,6 +277,8 @@ void ipc_async_request(struct ipc_async *c, struct buf *frame, int pass_fd, ipc_
 	p->arg = arg;
 	p->deadline = time(NULL) + c->timeout_s;
 	ipc_put_int(frame, "req", p->req);
+	if (pass_fd >= 0)
+		ipc_put_int(frame, "fd", 1); /* see ipc_peer_take_fd */
 	ipc_end(frame);
 	if (c->tail != NULL)
 		c->tail->next = p;

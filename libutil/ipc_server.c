@@ -35,8 +35,11 @@ struct ipc_peer {
 	struct event *write_ev;
 	struct buf in;
 	struct buf out;
+	/* Passed descriptors in arrival order. A request that carries one says
+	 * so (field "fd"); such requests take them in order, others none. */
 	int fds[PEER_FDS_MAX];
 	int fd_count;
+	int frame_fds;          /* descriptors the request in hand may take */
 	struct ipc_peer *prev, *next;
 };
 
@@ -88,15 +91,22 @@ void ipc_peer_close(struct ipc_peer *p)
 	ipc_peer_unref(&p);
 }
 
+/* drop_fd - remove fds[0]. */
+static void drop_fd(struct ipc_peer *p)
+{
+	memmove(p->fds, p->fds + 1, (size_t)(p->fd_count - 1) * sizeof p->fds[0]);
+	p->fd_count--;
+}
+
 int ipc_peer_take_fd(struct ipc_peer *p)
 {
 	int fd;
 
-	if (p->fd_count == 0)
+	if (p->frame_fds == 0 || p->fd_count == 0)
 		return -1;
 	fd = p->fds[0];
-	memmove(p->fds, p->fds + 1, (size_t)(p->fd_count - 1) * sizeof p->fds[0]);
-	p->fd_count--;
+	drop_fd(p);
+	p->frame_fds--;
 	return fd;
 }
 
@@ -166,6 +176,19 @@ static void send_hello_reply(struct ipc_peer *p, const char *error)
 	buf_free(&out);
 }
 
+/* take_fd_flag - remove the "fd" field (the request carries a descriptor). */
+static int take_fd_flag(struct ipc_msg *msg)
+{
+	for (size_t i = 0; i < msg->count; i++) {
+		if (strcmp(msg->fields[i].name, "fd") == 0 && msg->fields[i].type == IPC_INT) {
+			memmove(&msg->fields[i], &msg->fields[i + 1], (msg->count - i - 1) * sizeof msg->fields[0]);
+			msg->count--;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* take_req - remove the "req" field; -1 if it is missing or not an int. */
 static int take_req(struct ipc_msg *msg, int64_t *req_r)
 {
@@ -220,7 +243,14 @@ static void handle_frames(struct ipc_peer *p)
 			log_warn("%s: request without an id; closing", s->protocol);
 			ipc_peer_close(p);
 		} else {
+			p->frame_fds = take_fd_flag(&msg);
 			s->handler(p, req, &msg, s->ctx);
+			/* A descriptor the handler did not take goes. */
+			if (p->frame_fds > 0 && p->fd_count > 0) {
+				close(p->fds[0]);
+				drop_fd(p);
+			}
+			p->frame_fds = 0;
 		}
 		ipc_msg_free(&msg);
 	}
@@ -260,7 +290,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 			if (p->fd_count < PEER_FDS_MAX)
 				p->fds[p->fd_count++] = passed;
 			else
-				close(passed);
+				close(passed); /* undeclared descriptors piling up */
 		}
 	}
 	if (n <= 0 || (m.msg_flags & MSG_CTRUNC)) {

@@ -38,8 +38,12 @@ void ipc_server_free(struct ipc_server **server);
 void ipc_reply_begin(struct buf *out, int64_t req);
 /* ipc_peer_send - end the frame and queue it; false if the peer is gone. */
 bool ipc_peer_send(struct ipc_peer *peer, struct buf *frame);
-/* ipc_peer_take_fd - the next descriptor the peer passed, or -1. The
- * caller owns it. A request that carries one is sent with it attached. */
+/* ipc_peer_take_fd - during the handler: the descriptor this request
+ * carries, or -1. A request that carries one declares it with the field
+ * "fd" (ipc_async adds it; the server removes it before the handler), and
+ * declared requests take the passed descriptors in order, so a request
+ * that declares none can never take another's. The caller owns it; one
+ * the handler does not take is closed. */
 int ipc_peer_take_fd(struct ipc_peer *peer);
 /* ipc_peer_uid - the peer's uid from its socket credentials. */
 bool ipc_peer_uid(const struct ipc_peer *peer, uint32_t *uid_r);

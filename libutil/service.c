@@ -227,10 +227,15 @@ int service_main(int argc, char **argv, const struct service_desc *desc)
 	run.ctx.uid = target.uid;
 	run.ctx.gid = target.gid;
 
-	conf_path = xasprintf("%s/yubin.conf", config_dir);
-	if (conf_load(desc->conf_table, desc->conf, conf_path, &error) < 0)
-		log_fatal("%s", error);
-	free(conf_path);
+	if (desc->load_conf != NULL) {
+		if (desc->load_conf(desc->conf, config_dir, &error) < 0)
+			log_fatal("%s", error);
+	} else {
+		conf_path = xasprintf("%s/yubin.conf", config_dir);
+		if (conf_load(desc->conf_table, desc->conf, conf_path, &error) < 0)
+			log_fatal("%s", error);
+		free(conf_path);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);

@@ -22,6 +22,9 @@ struct service_desc {
 	const char *name;                    /* program name, for logs */
 	const struct conf_table *conf_table; /* the yubin.conf keys */
 	void *conf;                          /* where they are loaded */
+	/* Optional: loads CONFIG_DIR's settings into conf (default: conf_load
+	 * of CONFIG_DIR/yubin.conf); 0 or -1 with *error_r. */
+	int (*load_conf)(void *conf, const char *config_dir, char **error_r);
 	/* Optional: runs as root before the drop. 0 or -1 with *error_r. */
 	int (*pre_jail)(struct service_ctx *ctx, char **error_r);
 	/* Optional: runs after the drop, before serving. */

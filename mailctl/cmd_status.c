@@ -2,6 +2,7 @@
 #include "config.h"
 #include "mailctl.h"
 #include "../libutil/buf.h"
+#include "../libutil/json.h"
 #include "../libutil/mem.h"
 
 #include <stdio.h>
@@ -124,21 +125,6 @@ static void free_report(struct status_report *r)
 	free(r->services);
 	free(r->workers);
 	free(r->config_dir);
-}
-
-/* json_str - a JSON string literal for s. */
-static void json_str(struct buf *b, const char *s)
-{
-	buf_append_byte(b, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_printf(b, "\\%c", *p);
-		else if (*p < 0x20)
-			buf_printf(b, "\\u%04x", *p);
-		else
-			buf_append_byte(b, *p);
-	}
-	buf_append_byte(b, '"');
 }
 
 static void print_json(const struct status_report *r)

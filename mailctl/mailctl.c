@@ -22,6 +22,22 @@ static const struct mailctl_command commands[] = {
 	{ { "config", "show" }, cmd_config_show, "[-n] [-d] [KEY...]",
 	  "effective yubin.conf values; -n: only those set in the file, -d: with docs" },
 	{ { "config", "check" }, cmd_config_check, "", "validate yubin.conf and master.conf, start nothing" },
+	{ { "domain", "add" }, cmd_domain_add, "DOMAIN", "host a domain" },
+	{ { "domain", "del" }, cmd_domain_del, "DOMAIN [--force]",
+	  "stop hosting a domain; --force: with its users and aliases" },
+	{ { "domain", "list" }, cmd_domain_list, "[--json]", "the hosted domains" },
+	{ { "user", "add" }, cmd_user_add, "ADDRESS [--quota SIZE] [--disable] [--password-stdin]",
+	  "add a mailbox user (asks for the password twice)" },
+	{ { "user", "del" }, cmd_user_del, "ADDRESS", "remove a user (the mailbox stays on disk)" },
+	{ { "user", "passwd" }, cmd_user_passwd, "ADDRESS [--password-stdin]", "set a user's password" },
+	{ { "user", "set" }, cmd_user_set, "ADDRESS [--quota SIZE] [--enable|--disable]",
+	  "change quota (0: unlimited) or whether the user may log in" },
+	{ { "user", "list" }, cmd_user_list, "[DOMAIN] [--json]", "users, of one domain or all" },
+	{ { "user", "show" }, cmd_user_show, "ADDRESS [--json]", "a user's mailbox, quota and state" },
+	{ { "alias", "add" }, cmd_alias_add, "ADDRESS|@DOMAIN TARGET...",
+	  "add targets to an alias (@DOMAIN: the catch-all)" },
+	{ { "alias", "del" }, cmd_alias_del, "ADDRESS|@DOMAIN [TARGET]", "remove an alias, or one target" },
+	{ { "alias", "list" }, cmd_alias_list, "[DOMAIN] [--json]", "aliases, of one domain or all" },
 	{ { "help" }, cmd_help, "", "this list" },
 };
 
@@ -49,7 +65,11 @@ static void print_usage(FILE *fp)
 				strcat(words, " ");
 			strcat(words, commands[i].words[j]);
 		}
-		fprintf(fp, "  %-14s %-20s %s\n", words, commands[i].args, commands[i].doc);
+		/* Arguments too long for their column push the text to the next line. */
+		if (strlen(commands[i].args) > 20)
+			fprintf(fp, "  %-14s %s\n  %-14s %-20s %s\n", words, commands[i].args, "", "", commands[i].doc);
+		else
+			fprintf(fp, "  %-14s %-20s %s\n", words, commands[i].args, commands[i].doc);
 	}
 	fprintf(fp, "\n-c CONFIG_DIR: configuration directory (default %s)\n", YB_CONFIG_DIR);
 }

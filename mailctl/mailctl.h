@@ -51,5 +51,18 @@ int cmd_reload(struct mailctl *ctl);
 int cmd_status(struct mailctl *ctl);
 int cmd_config_show(struct mailctl *ctl);
 int cmd_config_check(struct mailctl *ctl);
+/* cmd_tables.c: hosted domains, users, aliases */
+int cmd_domain_add(struct mailctl *ctl);
+int cmd_domain_del(struct mailctl *ctl);
+int cmd_domain_list(struct mailctl *ctl);
+int cmd_user_add(struct mailctl *ctl);
+int cmd_user_del(struct mailctl *ctl);
+int cmd_user_passwd(struct mailctl *ctl);
+int cmd_user_set(struct mailctl *ctl);
+int cmd_user_list(struct mailctl *ctl);
+int cmd_user_show(struct mailctl *ctl);
+int cmd_alias_add(struct mailctl *ctl);
+int cmd_alias_del(struct mailctl *ctl);
+int cmd_alias_list(struct mailctl *ctl);
 
 #endif

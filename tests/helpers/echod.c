@@ -81,6 +81,7 @@ int main(int argc, char **argv)
 		.name = "yubin/echod",
 		.conf_table = &params_table,
 		.conf = &params,
+		.load_conf = params_load_service,
 		.on_accept = echod_accept,
 	};
 	return service_main(argc, argv, &desc);

@@ -28,6 +28,7 @@ BUILD_DIR = Path(os.environ.get("YUBIN_BUILD_DIR") or Path(__file__).resolve().p
 MAILCTL = BUILD_DIR / "mailctl" / "mailctl"
 MASTER = BUILD_DIR / "master" / "master"
 ECHOD = BUILD_DIR / "tests" / "helpers" / "echod"
+AUTH = BUILD_DIR / "auth" / "auth"
 
 IS_ROOT = os.geteuid() == 0
 TEST_USER = "yubin-test"  # the unprivileged account the workers run as under root
@@ -235,6 +236,7 @@ class Instance:
             d.chmod(0o755)
         (self.daemon_dir / "master").symlink_to(MASTER)
         (self.daemon_dir / "echod").symlink_to(ECHOD)
+        (self.daemon_dir / "auth").symlink_to(AUTH)  # dangling until auth is built
         self.write_program("crash", CRASH_SCRIPT)
         self.write_program("hang", HANG_SCRIPT)
         self.params = {

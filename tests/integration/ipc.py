@@ -80,7 +80,8 @@ class Client:
     def request(self, fields, fd=None):
         """Send fields plus a request id (and fd if given); return the reply."""
         self.req += 1
-        frame = encode(list(fields) + [("req", self.req)])
+        declare = [] if fd is None else [("fd", 1)]  # the request carries a descriptor
+        frame = encode(list(fields) + [("req", self.req)] + declare)
         if fd is None:
             self.sock.sendall(frame)
         else:

@@ -33,6 +33,8 @@ struct fixture {
 	int64_t held_req[4];
 	int held;
 	char passed_text[64];       /* what a passed fd held */
+	char fd_by_word[4][32];     /* "word:yes|no" per request, in order */
+	int requests;
 	/* what the client saw */
 	int replies;
 	char answers[8][64];
@@ -46,6 +48,9 @@ static void handler(struct ipc_peer *peer, int64_t req, const struct ipc_msg *ms
 	int fd = ipc_peer_take_fd(peer);
 	struct buf out = BUF_INIT;
 
+	if (f->requests < 4)
+		snprintf(f->fd_by_word[f->requests++], sizeof f->fd_by_word[0], "%s:%s", word ? word : "?",
+			 fd >= 0 ? "yes" : "no");
 	if (fd >= 0) {
 		ssize_t n = read(fd, f->passed_text, sizeof f->passed_text - 1);
 
@@ -203,6 +208,63 @@ static void test_passed_descriptor(void **state)
 	ipc_async_free(&c);
 }
 
+/* A request without a descriptor, then one with: even when both arrive in
+ * one read, the first must not take the second's descriptor. */
+static void test_descriptor_belongs_to_its_request(void **state)
+{
+	struct fixture *f = *state;
+	char *error = NULL;
+	int sock = sock_connect_unix(f->path, 1000, &error);
+	struct buf hello = BUF_INIT, first = BUF_INIT, second = BUF_INIT;
+	int fd = open("/dev/null", O_RDONLY);
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov[2];
+	struct msghdr m = { 0 };
+	struct cmsghdr *cm;
+
+	assert_true(sock >= 0 && fd >= 0);
+	ipc_put_hello(&hello, "test-proto");
+	assert_int_equal(write(sock, hello.data, hello.len), (ssize_t)hello.len);
+	ipc_begin(&first);
+	ipc_put_str(&first, "word", "plain");
+	ipc_put_int(&first, "req", 1);
+	ipc_end(&first);
+	ipc_begin(&second);
+	ipc_put_str(&second, "word", "carrier");
+	ipc_put_int(&second, "req", 2);
+	ipc_put_int(&second, "fd", 1);
+	ipc_end(&second);
+	/* "plain" and then "carrier" (which declares a descriptor and is sent
+	 * with it) reach the server before it reads: one read may return both. */
+	iov[0] = (struct iovec){ .iov_base = first.data, .iov_len = first.len };
+	assert_int_equal(write(sock, first.data, first.len), (ssize_t)first.len);
+	iov[1] = (struct iovec){ .iov_base = second.data, .iov_len = second.len };
+	memset(&control, 0, sizeof control);
+	m.msg_iov = &iov[1];
+	m.msg_iovlen = 1;
+	m.msg_control = control.buf;
+	m.msg_controllen = sizeof control.buf;
+	cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	assert_int_equal(sendmsg(sock, &m, 0), (ssize_t)second.len);
+	for (int i = 0; i < 2000 && f->requests < 2; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_int_equal(f->requests, 2);
+	assert_string_equal(f->fd_by_word[0], "plain:no");
+	assert_string_equal(f->fd_by_word[1], "carrier:yes");
+	close(fd);
+	close(sock);
+	buf_free(&hello);
+	buf_free(&first);
+	buf_free(&second);
+}
+
 static void test_no_server_fails_later(void **state)
 {
 	struct fixture *f = *state;
@@ -281,6 +343,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_requests_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order_replies_match_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_passed_descriptor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_descriptor_belongs_to_its_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_server_fails_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_gone_fails_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),

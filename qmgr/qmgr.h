@@ -1,0 +1,81 @@
+/* qmgr.h - the queue manager's internal types. */
+#ifndef YB_QMGR_H
+#define YB_QMGR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../libmail/params.h"
+#include "../libmail/queue_store.h"
+#include "../libutil/ipc.h"
+
+struct event;
+struct ipc_async;
+struct ipc_peer;
+struct ipc_server;
+struct service_ctx;
+
+/* Paths inside the queue directory (qmgr's working directory, chrooted
+ * or not). */
+#define QMGR_CONTENT_DIR "content"
+#define QMGR_STORE_DIR "db"
+#define QMGR_AUTH_SOCKET "private/auth"
+#define QMGR_LOCAL_SOCKET "private/local"
+#define QMGR_LOCAL_CONNECTIONS 4
+#define QMGR_SCAN_BATCH 200
+
+/* A reply owed to an enqueue client once the staged write is durable. */
+struct qmgr_ack {
+	struct ipc_peer *peer;
+	int64_t req;
+	struct qmgr_ack *next;
+};
+
+/* A content file whose envelope deletion is staged. */
+struct qmgr_unlink {
+	char id[QUEUE_ID_SIZE];
+	struct qmgr_unlink *next;
+};
+
+/* A message with deliveries in flight. */
+struct qmgr_active {
+	struct qmgr *q;
+	struct queue_envelope env;
+	int content_fd;
+	int outstanding;       /* recipient deliveries not yet answered */
+	struct qmgr_active *next;
+};
+
+struct qmgr {
+	struct service_ctx *svc;
+	struct yb_params *params;
+	struct queue_store *store;
+	struct ipc_server *enqueue;
+	struct ipc_async *auth;
+	struct ipc_async *local[QMGR_LOCAL_CONNECTIONS];
+	int local_next;
+	struct qmgr_ack *acks;     /* staged, waiting for the commit */
+	struct event *commit_ev;
+	struct event *scan_ev;
+	struct event *sweep_ev;
+	struct qmgr_active *active;
+	struct qmgr_unlink *unlinks; /* content files to remove after the commit */
+};
+
+/* qmgr_enqueue.c */
+void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx);
+void qmgr_commit_soon(struct qmgr *q);
+void qmgr_on_commit(int fd, short what, void *arg);
+
+/* qmgr_deliver.c */
+void qmgr_scan_soon(struct qmgr *q);
+void qmgr_on_scan(int fd, short what, void *arg);
+long long qmgr_backoff(const struct yb_params *p, int attempts);
+
+/* qmgr_sweep.c */
+void qmgr_on_sweep(int fd, short what, void *arg);
+
+/* qmgr_bounce.c */
+int qmgr_bounce(struct qmgr *q, const struct queue_envelope *env, char **error_r);
+
+#endif

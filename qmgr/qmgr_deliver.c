@@ -1,0 +1,366 @@
+/* qmgr_deliver.c - the scheduler: find due messages, resolve each due
+ * recipient through auth, hand local mailboxes to the local agent, record
+ * the outcome, retry with back-off, bounce what failed for good. */
+#include "config.h"
+#include "qmgr.h"
+#include "../libmail/auth_proto.h"
+#include "../libutil/ipc_async.h"
+#include "../libutil/log.h"
+#include "../libutil/mem.h"
+#include "../libutil/sanitize.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SCAN_INTERVAL_S 1
+
+/* One recipient's attempt: one or more local deliveries (an alias can
+ * reach several mailboxes) whose outcomes combine into one. */
+struct attempt {
+	struct qmgr_active *act;
+	size_t index;
+	int outstanding;        /* local deliveries not answered yet */
+	enum queue_rcpt_state worst;
+	char *status, *text;    /* of the worst outcome so far */
+};
+
+long long qmgr_backoff(const struct yb_params *p, int attempts)
+{
+	long long delay = p->minimal_backoff_time;
+
+	for (int i = 1; i < attempts && delay < p->maximal_backoff_time; i++)
+		delay *= 2;
+	return delay < p->maximal_backoff_time ? delay : p->maximal_backoff_time;
+}
+
+void qmgr_scan_soon(struct qmgr *q)
+{
+	struct timeval now = { 0, 0 };
+
+	evtimer_add(q->scan_ev, &now);
+}
+
+/* rank - how several outcomes combine: a failure outranks a deferral,
+ * which outranks success. */
+static int rank(enum queue_rcpt_state s)
+{
+	return s == QUEUE_RCPT_FAILED ? 2 : s == QUEUE_RCPT_DEFERRED ? 1 : 0;
+}
+
+static void record(struct attempt *a, enum queue_rcpt_state state, const char *status, const char *text)
+{
+	if (a->status == NULL || rank(state) > rank(a->worst)) {
+		a->worst = state;
+		free(a->status);
+		free(a->text);
+		a->status = xstrdup(status);
+		a->text = xstrdup(text);
+	}
+}
+
+static bool all_final(const struct queue_envelope *env)
+{
+	for (size_t i = 0; i < env->rcpt_count; i++)
+		if (env->rcpts[i].state == QUEUE_RCPT_PENDING || env->rcpts[i].state == QUEUE_RCPT_DEFERRED)
+			return false;
+	return true;
+}
+
+/* finish_message - every due recipient has an outcome: bounce and remove
+ * the message when nothing is left to do, else store the new state. */
+static void finish_message(struct qmgr_active *act)
+{
+	struct qmgr *q = act->q;
+	char *error = NULL;
+
+	if (all_final(&act->env)) {
+		if (qmgr_bounce(q, &act->env, &error) < 0) {
+			/* Keep the message; the bounce is tried again later. */
+			log_warn("%s: cannot create the bounce: %s", act->env.id, error);
+			free(error);
+			error = NULL;
+			for (size_t i = 0; i < act->env.rcpt_count; i++)
+				if (act->env.rcpts[i].state == QUEUE_RCPT_FAILED) {
+					act->env.rcpts[i].state = QUEUE_RCPT_DEFERRED;
+					act->env.rcpts[i].next_try = (long long)time(NULL) + q->params->minimal_backoff_time;
+				}
+		}
+	}
+	if (all_final(&act->env)) {
+		struct qmgr_unlink *u = xnew(struct qmgr_unlink);
+
+		if (queue_store_delete(q->store, act->env.id, &error) < 0) {
+			log_warn("%s: cannot remove the envelope: %s", act->env.id, error);
+			free(error);
+			free(u);
+		} else {
+			snprintf(u->id, sizeof u->id, "%s", act->env.id);
+			u->next = q->unlinks;
+			q->unlinks = u;
+			log_info("%s: removed", act->env.id);
+		}
+	} else if (queue_store_put(q->store, &act->env, &error) < 0) {
+		log_warn("%s: cannot store the delivery state: %s", act->env.id, error);
+		free(error);
+	}
+	qmgr_commit_soon(q);
+	/* Off the active list. */
+	for (struct qmgr_active **pp = &q->active; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == act) {
+			*pp = act->next;
+			break;
+		}
+	}
+	close(act->content_fd);
+	queue_envelope_free(&act->env);
+	free(act);
+}
+
+/* attempt_done - the recipient's outcome is known: store it. */
+static void attempt_done(struct attempt *a)
+{
+	struct qmgr_active *act = a->act;
+	struct queue_rcpt *r = &act->env.rcpts[a->index];
+	const struct yb_params *p = act->q->params;
+	long long now = (long long)time(NULL);
+	char safe[SANITIZE_MAX];
+
+	r->attempts++;
+	r->state = a->worst;
+	free(r->last_status);
+	free(r->last_response);
+	r->last_status = xstrdup(a->status);
+	r->last_response = xstrdup(a->text);
+	if (r->state == QUEUE_RCPT_DEFERRED) {
+		if (now - act->env.arrival >= p->maximal_queue_lifetime) {
+			r->state = QUEUE_RCPT_FAILED;
+			free(r->last_status);
+			free(r->last_response);
+			r->last_status = xstrdup("4.4.7");
+			r->last_response = xasprintf("delivery time expired: %s", a->text);
+		} else {
+			r->next_try = now + qmgr_backoff(p, r->attempts);
+		}
+	}
+	if (r->state != QUEUE_RCPT_DELIVERED)
+		log_info("%s: to=<%s>, status=%s (%s %s)", act->env.id,
+			 sanitize(safe, sizeof safe, r->address, strlen(r->address)),
+			 r->state == QUEUE_RCPT_FAILED ? "bounced" : "deferred", r->last_status, r->last_response);
+	free(a->status);
+	free(a->text);
+	free(a);
+	if (--act->outstanding == 0)
+		finish_message(act);
+}
+
+static void on_local_reply(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct attempt *a = arg;
+	const char *status = reply != NULL ? ipc_get_str(reply, "status") : NULL;
+	const char *dsn = reply != NULL ? ipc_get_str(reply, "dsn") : NULL;
+	const char *text = reply != NULL ? ipc_get_str(reply, "text") : NULL;
+
+	if (status == NULL || dsn == NULL) {
+		char *why = xasprintf("local delivery agent unavailable: %s", error != NULL ? error : "bad reply");
+
+		record(a, QUEUE_RCPT_DEFERRED, "4.3.0", why);
+		free(why);
+	} else if (strcmp(status, "ok") == 0) {
+		record(a, QUEUE_RCPT_DELIVERED, dsn, text != NULL ? text : "delivered");
+	} else if (strcmp(status, "fail") == 0) {
+		record(a, QUEUE_RCPT_FAILED, dsn, text != NULL ? text : "delivery failed");
+	} else {
+		record(a, QUEUE_RCPT_DEFERRED, dsn, text != NULL ? text : "delivery deferred");
+	}
+	if (--a->outstanding == 0)
+		attempt_done(a);
+}
+
+/* deliver_local - one mailbox: a fresh read-only descriptor of the content
+ * for the agent (each delivery reads from offset 0 on its own). */
+static void deliver_local(struct attempt *a, const char *mailbox, long long quota)
+{
+	struct qmgr *q = a->act->q;
+	const struct queue_envelope *env = &a->act->env;
+	const struct queue_rcpt *r = &env->rcpts[a->index];
+	char path[64];
+	struct buf req = BUF_INIT;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, env->id);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	a->outstanding++;
+	if (fd < 0) {
+		char *why = xasprintf("cannot open the queued message: %s", strerror(errno));
+
+		record(a, QUEUE_RCPT_DEFERRED, "4.3.0", why);
+		free(why);
+		a->outstanding--;
+		return;
+	}
+	ipc_begin(&req);
+	ipc_put_str(&req, "cmd", "deliver");
+	ipc_put_str(&req, "id", env->id);
+	ipc_put_str(&req, "sender", env->sender);
+	/* The address the client gave (X-Original-To), from ORCPT when known. */
+	ipc_put_str(&req, "recipient", strncasecmp(r->orcpt, "rfc822;", 7) == 0 ? r->orcpt + 7 : r->address);
+	ipc_put_str(&req, "mailbox", mailbox);
+	ipc_put_int(&req, "quota", quota);
+	ipc_async_request(q->local[q->local_next++ % QMGR_LOCAL_CONNECTIONS], &req, fd, on_local_reply, a);
+	close(fd);
+	buf_free(&req);
+}
+
+static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct attempt *a = arg;
+	struct auth_expand_reply res;
+	const char *parse_error = NULL;
+	char *why;
+
+	if (reply == NULL || auth_parse_expand(reply, &res, &parse_error) < 0) {
+		why = xasprintf("address lookup failed: %s", reply == NULL ? error : parse_error);
+		record(a, QUEUE_RCPT_DEFERRED, "4.3.0", why);
+		free(why);
+		attempt_done(a);
+		return;
+	}
+	switch (res.result) {
+	case AUTH_R_OK:
+		/* Hold the attempt open while the deliveries are launched. */
+		a->outstanding++;
+		for (size_t i = 0; i < res.local_count; i++)
+			deliver_local(a, res.local[i].mailbox, res.local[i].quota);
+		if (res.remote_count > 0)
+			record(a, QUEUE_RCPT_DEFERRED, "4.4.1", "remote delivery is not available yet");
+		if (res.unknown_count > 0)
+			record(a, QUEUE_RCPT_FAILED, "5.1.1", "alias target: user unknown");
+		if (res.local_count == 0 && res.remote_count == 0 && res.unknown_count == 0)
+			record(a, QUEUE_RCPT_FAILED, "5.1.1", "alias has no targets");
+		if (--a->outstanding == 0)
+			attempt_done(a);
+		break;
+	case AUTH_R_UNKNOWN:
+		record(a, QUEUE_RCPT_FAILED, "5.1.1", "user unknown");
+		attempt_done(a);
+		break;
+	case AUTH_R_NOT_HOSTED:
+		record(a, QUEUE_RCPT_DEFERRED, "4.4.1", "remote delivery is not available yet");
+		attempt_done(a);
+		break;
+	case AUTH_R_LOOP:
+		record(a, QUEUE_RCPT_FAILED, "5.4.6", "alias loop");
+		attempt_done(a);
+		break;
+	default:
+		why = xasprintf("address lookup failed: %s", res.reason != NULL && res.reason[0] ? res.reason : "error");
+		record(a, QUEUE_RCPT_DEFERRED, "4.3.0", why);
+		free(why);
+		attempt_done(a);
+		break;
+	}
+	auth_expand_reply_free(&res);
+}
+
+static bool is_active(const struct qmgr *q, const char *id)
+{
+	for (const struct qmgr_active *a = q->active; a != NULL; a = a->next)
+		if (strcmp(a->env.id, id) == 0)
+			return true;
+	return false;
+}
+
+/* start_message - launch every due recipient of env (ownership moves). */
+static void start_message(struct qmgr *q, struct queue_envelope *env, long long now)
+{
+	struct qmgr_active *act = xnew(struct qmgr_active);
+	char path[64];
+
+	act->q = q;
+	act->env = *env;
+	memset(env, 0, sizeof *env);
+	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, act->env.id);
+	act->content_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (act->content_fd < 0) {
+		/* The envelope outlived its content: that is our bug or an
+		 * operator's rm. Nothing can be delivered; say so loudly. */
+		log_warn("%s: content file missing (%s); message removed", act->env.id, strerror(errno));
+		for (size_t i = 0; i < act->env.rcpt_count; i++)
+			act->env.rcpts[i].state = QUEUE_RCPT_DELIVERED;
+		act->content_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		act->next = q->active;
+		q->active = act;
+		act->outstanding = 1;
+		finish_message(act);
+		return;
+	}
+	act->next = q->active;
+	q->active = act;
+	act->outstanding = 1; /* held until every attempt is launched */
+	for (size_t i = 0; i < act->env.rcpt_count; i++) {
+		struct queue_rcpt *r = &act->env.rcpts[i];
+		struct buf req = BUF_INIT;
+		struct attempt *a;
+
+		if ((r->state != QUEUE_RCPT_PENDING && r->state != QUEUE_RCPT_DEFERRED) || r->next_try > now)
+			continue;
+		a = xnew(struct attempt);
+		a->act = act;
+		a->index = i;
+		act->outstanding++;
+		ipc_begin(&req);
+		auth_put_expand(&req, r->address);
+		ipc_async_request(q->auth, &req, -1, on_expand, a);
+		buf_free(&req);
+	}
+	if (--act->outstanding == 0)
+		finish_message(act);
+}
+
+/* Due messages picked in one scan: copies, started after the scan (the
+ * store takes no calls from inside its own callback). */
+struct scan_pick {
+	struct qmgr *q;
+	struct queue_envelope *list;
+	size_t count;
+};
+
+static int pick_due(const struct queue_envelope *e, void *arg)
+{
+	struct scan_pick *pick = arg;
+
+	/* Messages already in flight are passed over, not counted: a full
+	 * batch of them must never starve the messages behind. */
+	if (e->held || is_active(pick->q, e->id))
+		return 0;
+	pick->list = xreallocarray(pick->list, pick->count + 1, sizeof *pick->list);
+	queue_envelope_copy(&pick->list[pick->count++], e);
+	return pick->count >= QMGR_SCAN_BATCH;
+}
+
+void qmgr_on_scan(int fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	long long now = (long long)time(NULL);
+	struct scan_pick pick = { .q = q };
+	char *error = NULL;
+	struct timeval next = { .tv_sec = SCAN_INTERVAL_S };
+
+	(void)fd;
+	(void)what;
+	if (queue_store_foreach_due(q->store, now, pick_due, &pick, &error) < 0) {
+		log_warn("queue scan failed: %s", error);
+		free(error);
+	}
+	for (size_t i = 0; i < pick.count; i++)
+		start_message(q, &pick.list[i], now);
+	free(pick.list);
+	evtimer_add(q->scan_ev, &next);
+}

@@ -1,0 +1,32 @@
+/* smtpd.h - the SMTP server daemon's internal types. */
+#ifndef YB_SMTPD_H
+#define YB_SMTPD_H
+
+#include "../libmail/params.h"
+#include "../libmail/smtp_server.h"
+
+struct event_base;
+struct ipc_async;
+struct service_ctx;
+
+/* Inside the queue directory (smtpd's working directory, chrooted or not). */
+#define SMTPD_CONTENT_DIR "content"
+#define SMTPD_AUTH_SOCKET "private/auth"
+#define SMTPD_QMGR_SOCKET "private/qmgr"
+#define SMTPD_LOCAL_SOCKET "private/local"
+
+struct smtpd {
+	struct service_ctx *svc;
+	const struct yb_params *params;
+	struct smtp_server_config engine;
+	struct ipc_async *auth;
+	struct ipc_async *qmgr;
+	struct ipc_async *local;
+	struct smtpd_conn *conns;  /* open connections (for shutdown) */
+};
+
+/* smtpd_session.c */
+void smtpd_conn_accept(struct smtpd *d, int fd);
+void smtpd_conn_shutdown_all(struct smtpd *d);
+
+#endif

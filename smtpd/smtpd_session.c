@@ -1,0 +1,540 @@
+/* smtpd_session.c - one client connection: bytes between the socket and
+ * the protocol engine, recipient checks through auth (and local for the
+ * quota), the content file, and the hand-over to qmgr. */
+#include "config.h"
+#include "smtpd.h"
+#include "../libmail/addr.h"
+#include "../libmail/auth_proto.h"
+#include "../libmail/queue_id.h"
+#include "../libmail/smtp_reply.h"
+#include "../libutil/ipc_async.h"
+#include "../libutil/log.h"
+#include "../libutil/mem.h"
+#include "../libutil/pool.h"
+#include "../libutil/sanitize.h"
+#include "../libutil/service.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* A final delivery target collected at RCPT time, with the recipient the
+ * client gave (ORCPT for the DSN). Targets are unique per message: two
+ * recipients reaching one mailbox through aliases deliver once. */
+struct target {
+	char *address;
+	char *orcpt;
+	int notify;
+};
+
+struct smtpd_conn {
+	struct smtpd *d;
+	struct bufferevent *bev;
+	struct smtp_session *s;
+	struct pool *pool;         /* per transaction */
+	char client_addr[INET6_ADDRSTRLEN];
+	char client_name[64];
+	int refs;                  /* the connection, and each pending request */
+	bool gone;                 /* socket closed: answers go nowhere */
+	bool closing;              /* close once the output is out */
+	bool enqueueing;           /* waiting for qmgr: do not cut this short */
+	bool shutdown_after;       /* stop requested while enqueueing */
+	int content_fd;
+	char queue_id[QUEUE_ID_SIZE];
+	struct target *targets;
+	size_t target_count;
+	/* RCPT in progress: its targets, copied out of auth's reply */
+	char **rcpt_targets;
+	size_t rcpt_target_count;
+	int quota_pending;
+	bool quota_over;
+	char *rcpt_orcpt;
+	int rcpt_notify;
+	struct smtpd_conn *prev, *next;
+};
+
+static void conn_unref(struct smtpd_conn *c);
+
+static void clear_targets(struct smtpd_conn *c)
+{
+	for (size_t i = 0; i < c->target_count; i++) {
+		free(c->targets[i].address);
+		free(c->targets[i].orcpt);
+	}
+	free(c->targets);
+	c->targets = NULL;
+	c->target_count = 0;
+}
+
+static void clear_rcpt(struct smtpd_conn *c)
+{
+	for (size_t i = 0; i < c->rcpt_target_count; i++)
+		free(c->rcpt_targets[i]);
+	free(c->rcpt_targets);
+	c->rcpt_targets = NULL;
+	c->rcpt_target_count = 0;
+	free(c->rcpt_orcpt);
+	c->rcpt_orcpt = NULL;
+}
+
+static void discard_content(struct smtpd_conn *c)
+{
+	char path[64];
+
+	if (c->content_fd < 0)
+		return;
+	close(c->content_fd);
+	c->content_fd = -1;
+	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+	unlink(path);
+}
+
+static void conn_free(struct smtpd_conn *c)
+{
+	struct smtpd *d = c->d;
+
+	discard_content(c);
+	clear_targets(c);
+	clear_rcpt(c);
+	smtp_session_free(&c->s);
+	pool_destroy(&c->pool);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		d->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	free(c);
+}
+
+static void conn_unref(struct smtpd_conn *c)
+{
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+/* conn_close - the socket goes now; pending requests finish into nothing. */
+static void conn_close(struct smtpd_conn *c)
+{
+	if (c->gone)
+		return;
+	c->gone = true;
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	service_client_closed(c->d->svc);
+	conn_unref(c);
+}
+
+/* ---- engine callbacks ---------------------------------------------- */
+
+static void cb_write(void *ctx, const char *data, size_t len)
+{
+	struct smtpd_conn *c = ctx;
+
+	if (!c->gone)
+		bufferevent_write(c->bev, data, len);
+}
+
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+	struct smtpd_conn *c = arg;
+
+	(void)bev;
+	if (c->closing)
+		conn_close(c);
+}
+
+static void cb_close(void *ctx)
+{
+	struct smtpd_conn *c = ctx;
+
+	c->closing = true;
+	if (c->gone)
+		return;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_close(c);
+}
+
+static void cb_log(void *ctx, const char *line)
+{
+	(void)ctx;
+	log_info("%s", line);
+}
+
+static void cb_mail(void *ctx, const struct mail_addr *sender, const struct smtp_mail_params *p)
+{
+	struct smtpd_conn *c = ctx;
+
+	(void)sender;
+	(void)p;
+	/* A new transaction: nothing from an earlier one survives. */
+	clear_targets(c);
+	pool_clear(c->pool);
+	/* Sender policy (SPF, ownership after AUTH) arrives with later issues. */
+	smtp_session_mail_done(c->s, 0);
+}
+
+static void add_target(struct smtpd_conn *c, const char *address, const char *orcpt, int notify)
+{
+	for (size_t i = 0; i < c->target_count; i++)
+		if (strcasecmp(c->targets[i].address, address) == 0)
+			return;
+	c->targets = xreallocarray(c->targets, c->target_count + 1, sizeof *c->targets);
+	c->targets[c->target_count].address = xstrdup(address);
+	c->targets[c->target_count].orcpt = xstrdup(orcpt);
+	c->targets[c->target_count].notify = notify;
+	c->target_count++;
+}
+
+/* rcpt_finish - every check of this RCPT is in: answer it. */
+static void rcpt_finish(struct smtpd_conn *c)
+{
+	int reply = 0;
+
+	if (c->quota_over)
+		reply = c->d->params->quota_over_permanent ? R_QUOTA_PERM : R_QUOTA_TEMP;
+	else
+		for (size_t i = 0; i < c->rcpt_target_count; i++)
+			add_target(c, c->rcpt_targets[i], c->rcpt_orcpt, c->rcpt_notify);
+	clear_rcpt(c);
+	smtp_session_rcpt_done(c->s, reply);
+}
+
+static void on_quota(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	const char *status = reply != NULL ? ipc_get_str(reply, "status") : NULL;
+
+	if (status != NULL && strcmp(status, "over") == 0)
+		c->quota_over = true;
+	else if (status == NULL || strcmp(status, "ok") != 0)
+		/* The quota cannot be checked now: accept, local decides. */
+		log_warn("quota check failed: %s", error != NULL ? error : status);
+	if (--c->quota_pending == 0 && !c->gone)
+		rcpt_finish(c);
+	conn_unref(c);
+}
+
+static void keep_target(struct smtpd_conn *c, const char *address)
+{
+	c->rcpt_targets = xreallocarray(c->rcpt_targets, c->rcpt_target_count + 1, sizeof *c->rcpt_targets);
+	c->rcpt_targets[c->rcpt_target_count++] = xstrdup(address);
+}
+
+static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	struct auth_expand_reply res;
+	const char *parse_error = NULL;
+	int id = 0;
+
+	if (c->gone) {
+		conn_unref(c);
+		return;
+	}
+	if (reply == NULL || auth_parse_expand(reply, &res, &parse_error) < 0) {
+		log_warn("recipient lookup failed: %s", reply == NULL ? error : parse_error);
+		smtp_session_rcpt_done(c->s, R_RCPT_TEMPFAIL);
+		conn_unref(c);
+		return;
+	}
+	switch (res.result) {
+	case AUTH_R_OK:
+		break;
+	case AUTH_R_UNKNOWN:
+		id = R_UNKNOWN_USER;
+		break;
+	case AUTH_R_NOT_HOSTED:
+		/* Relaying needs an authenticated client (a later issue). */
+		id = R_RELAY_DENIED;
+		break;
+	default:
+		log_warn("recipient lookup: %s %s", auth_result_name(res.result), res.reason ? res.reason : "");
+		id = R_RCPT_TEMPFAIL;
+		break;
+	}
+	if (id != 0) {
+		auth_expand_reply_free(&res);
+		smtp_session_rcpt_done(c->s, id);
+		conn_unref(c);
+		return;
+	}
+	/* Every target is queued; targets in a hosted domain without a
+	 * mailbox are queued too, so that qmgr bounces them to the sender. */
+	for (size_t i = 0; i < res.local_count; i++)
+		keep_target(c, res.local[i].mailbox);
+	for (size_t i = 0; i < res.remote_count; i++)
+		keep_target(c, res.remote[i]);
+	for (size_t i = 0; i < res.unknown_count; i++)
+		keep_target(c, res.unknown[i]);
+
+	/* Mailboxes with a quota: ask local whether this message still fits. */
+	const struct smtp_mail_params *mp = smtp_session_mail_params(c->s);
+	long long size = mp != NULL && mp->size > 0 ? mp->size : 0;
+
+	c->quota_over = false;
+	c->quota_pending = 1;
+	for (size_t i = 0; i < res.local_count; i++) {
+		struct buf req = BUF_INIT;
+
+		if (res.local[i].quota <= 0)
+			continue;
+		c->quota_pending++;
+		c->refs++;
+		ipc_begin(&req);
+		ipc_put_str(&req, "cmd", "quota");
+		ipc_put_str(&req, "mailbox", res.local[i].mailbox);
+		ipc_put_int(&req, "size", size);
+		ipc_put_int(&req, "quota", res.local[i].quota);
+		ipc_async_request(c->d->local, &req, -1, on_quota, c);
+		buf_free(&req);
+	}
+	auth_expand_reply_free(&res);
+	if (--c->quota_pending == 0)
+		rcpt_finish(c);
+	conn_unref(c);
+}
+
+static void cb_rcpt(void *ctx, const struct mail_addr *rcpt, const struct smtp_rcpt_params *p)
+{
+	struct smtpd_conn *c = ctx;
+	struct buf req = BUF_INIT;
+	char *address = addr_format(c->pool, rcpt);
+
+	clear_rcpt(c);
+	c->rcpt_orcpt = p->orcpt != NULL ? xstrdup(p->orcpt) : xasprintf("rfc822;%s", address);
+	c->rcpt_notify = (int)p->notify;
+	c->refs++;
+	ipc_begin(&req);
+	auth_put_expand(&req, address);
+	ipc_async_request(c->d->auth, &req, -1, on_expand, c);
+	buf_free(&req);
+}
+
+/* queue_has_room - below queue_minfree the queue refuses new mail. */
+static bool queue_has_room(const struct smtpd *d)
+{
+	struct statvfs st;
+
+	if (statvfs(".", &st) < 0)
+		return true;
+	return (long long)st.f_bavail * (long long)st.f_frsize >= d->params->queue_minfree;
+}
+
+static void cb_data_open(void *ctx)
+{
+	struct smtpd_conn *c = ctx;
+	char path[64];
+
+	if (!queue_has_room(c->d)) {
+		log_warn("queue file system below queue_minfree: refusing mail");
+		smtp_session_data_open_done(c->s, R_NO_SPACE, NULL);
+		return;
+	}
+	queue_id_new(c->queue_id);
+	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+	c->content_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (c->content_fd < 0) {
+		int err = errno;
+
+		log_warn("%s: cannot create: %s", path, strerror(err));
+		smtp_session_data_open_done(c->s, err == ENOSPC || err == EDQUOT ? R_NO_SPACE : R_QUEUE_ERROR,
+					    NULL);
+		return;
+	}
+	smtp_session_data_open_done(c->s, 0, c->queue_id);
+}
+
+static int cb_data_write(void *ctx, const void *data, size_t len)
+{
+	struct smtpd_conn *c = ctx;
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(c->content_fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void on_enqueued(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	const char *status = reply != NULL ? ipc_get_str(reply, "status") : NULL;
+	bool ok = status != NULL && strcmp(status, "ok") == 0;
+
+	c->enqueueing = false;
+	if (!ok) {
+		const char *reason = reply != NULL ? ipc_get_str(reply, "reason") : error;
+
+		log_warn("%s: enqueue failed: %s", c->queue_id, reason != NULL ? reason : "?");
+		/* The file goes only if qmgr certainly did not take it. */
+		char path[64];
+
+		snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+		if (reply != NULL)
+			unlink(path);
+	}
+	if (!c->gone) {
+		smtp_session_data_done(c->s, ok ? R_QUEUED : R_QUEUE_ERROR, c->queue_id);
+		if (c->shutdown_after)
+			smtp_session_shutdown(c->s);
+	}
+	clear_targets(c);
+	conn_unref(c);
+}
+
+static void cb_data_close(void *ctx, bool ok)
+{
+	struct smtpd_conn *c = ctx;
+	const struct mail_addr *sender = smtp_session_sender(c->s);
+	const struct smtp_mail_params *mp = smtp_session_mail_params(c->s);
+	struct buf req = BUF_INIT;
+	off_t size;
+	char who[300];
+
+	if (!ok) {
+		discard_content(c);
+		return;
+	}
+	size = lseek(c->content_fd, 0, SEEK_END);
+	if (fsync(c->content_fd) < 0 || close(c->content_fd) < 0) {
+		int err = errno;
+
+		log_warn("%s: fsync: %s", c->queue_id, strerror(err));
+		c->content_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		discard_content(c);
+		smtp_session_data_done(c->s, err == ENOSPC || err == EDQUOT ? R_NO_SPACE : R_QUEUE_ERROR, NULL);
+		return;
+	}
+	c->content_fd = -1;
+	snprintf(who, sizeof who, "%s[%s]", c->client_name, c->client_addr);
+	ipc_begin(&req);
+	ipc_put_str(&req, "cmd", "enqueue");
+	ipc_put_str(&req, "id", c->queue_id);
+	ipc_put_str(&req, "sender", addr_format(c->pool, sender));
+	ipc_put_int(&req, "size", size);
+	if (mp->envid != NULL)
+		ipc_put_str(&req, "envid", mp->envid);
+	if (mp->ret != NULL)
+		ipc_put_str(&req, "ret", mp->ret);
+	ipc_put_str(&req, "client", who);
+	for (size_t i = 0; i < c->target_count; i++) {
+		ipc_put_str(&req, "rcpt", c->targets[i].address);
+		ipc_put_str(&req, "orcpt", c->targets[i].orcpt);
+		ipc_put_int(&req, "notify", c->targets[i].notify);
+	}
+	c->enqueueing = true;
+	c->refs++;
+	ipc_async_request(c->d->qmgr, &req, -1, on_enqueued, c);
+	buf_free(&req);
+}
+
+static const struct smtp_server_callbacks callbacks = {
+	.write = cb_write,
+	.close = cb_close,
+	.mail = cb_mail,
+	.rcpt = cb_rcpt,
+	.data_open = cb_data_open,
+	.data_write = cb_data_write,
+	.data_close = cb_data_close,
+	.log = cb_log,
+};
+
+/* ---- socket events ------------------------------------------------- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned char chunk[16384];
+	size_t n;
+
+	c->refs++;
+	while (!c->gone && (n = evbuffer_remove(in, chunk, sizeof chunk)) > 0)
+		smtp_session_input(c->s, chunk, n);
+	conn_unref(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtpd_conn *c = arg;
+
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
+		bufferevent_enable(c->bev, EV_READ); /* a timeout disables reading */
+		smtp_session_timeout(c->s);
+		return;
+	}
+	conn_close(c);
+}
+
+static void client_identity(int fd, struct smtpd_conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	snprintf(c->client_addr, sizeof c->client_addr, "unknown");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->client_addr, sizeof c->client_addr);
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->client_addr,
+				  sizeof c->client_addr);
+	}
+	/* Reverse DNS comes with the DNS work (libunbound, asynchronous). */
+	snprintf(c->client_name, sizeof c->client_name, "unknown");
+}
+
+void smtpd_conn_accept(struct smtpd *d, int fd)
+{
+	struct smtpd_conn *c = xnew(struct smtpd_conn);
+	struct timeval tv = { .tv_sec = d->params->smtpd_timeout };
+
+	c->d = d;
+	c->refs = 1;
+	c->content_fd = -1;
+	c->pool = pool_create();
+	client_identity(fd, c);
+	c->bev = bufferevent_socket_new(d->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->next = d->conns;
+	if (d->conns != NULL)
+		d->conns->prev = c;
+	d->conns = c;
+	service_client_opened(d->svc);
+	c->s = smtp_session_new(&d->engine, &callbacks, c, c->client_addr, c->client_name);
+	smtp_session_start(c->s);
+}
+
+void smtpd_conn_shutdown_all(struct smtpd *d)
+{
+	for (struct smtpd_conn *c = d->conns; c != NULL; c = c->next) {
+		if (c->gone)
+			continue;
+		if (c->enqueueing)
+			c->shutdown_after = true; /* answer the message first */
+		else
+			smtp_session_shutdown(c->s);
+	}
+}
