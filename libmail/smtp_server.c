@@ -10,11 +10,12 @@
  *
  * Re-entrancy: callbacks may call back into the engine. *_done inside a
  * callback only records the answer and replies; the loop already running
- * goes on. Input given from inside a callback waits in s->in_later, so
- * nothing moves under the pointers the loop holds. smtp_session_free
- * inside a callback marks the session dead: no callback is made after
- * that, and the memory goes when the outermost engine call returns
- * (s->depth counts them).
+ * goes on. Input given while any engine call is on the stack (s->depth
+ * counts them) waits in s->in_later until the engine is between steps:
+ * nothing moves under the pointers the loop holds, and no command runs
+ * half-way through a state change. smtp_session_free inside a callback
+ * marks the session dead: no callback is made after that, and the
+ * memory goes when the outermost engine call returns.
  *
  * Limits are enforced here, at the edge: command line length, errors,
  * junk commands, recipients, message size, Received headers, buffered
@@ -1172,7 +1173,8 @@ void smtp_session_input(struct smtp_session *s, const void *data, size_t len)
 {
 	if (s->state == S_CLOSED || s->dead || len == 0)
 		return;
-	if (s->processing) {
+	if (s->depth > 0) {
+		/* From inside a callback: later, between steps. */
 		buf_append(&s->in_later, data, len);
 		return;
 	}

@@ -407,7 +407,8 @@ static bool in_domain(const char *key, const char *domain)
 /* print_buf - write b to stdout and free it. */
 static void print_buf(struct buf *b)
 {
-	fwrite(b->data, 1, b->len, stdout);
+	if (b->len > 0) /* an empty buffer has no memory to pass */
+		fwrite(b->data, 1, b->len, stdout);
 	buf_free(b);
 }
 

@@ -448,6 +448,20 @@ static void cb_data_close(void *ctx, bool ok)
 	buf_free(&req);
 }
 
+/* cb_flow - the engine holds much unprocessed input while it waits for an
+ * answer: stop reading from this client until it catches up. */
+static void cb_flow(void *ctx, bool paused)
+{
+	struct smtpd_conn *c = ctx;
+
+	if (c->gone || c->closing)
+		return;
+	if (paused)
+		bufferevent_disable(c->bev, EV_READ);
+	else
+		bufferevent_enable(c->bev, EV_READ);
+}
+
 static const struct smtp_server_callbacks callbacks = {
 	.write = cb_write,
 	.close = cb_close,
@@ -457,6 +471,7 @@ static const struct smtp_server_callbacks callbacks = {
 	.data_write = cb_data_write,
 	.data_close = cb_data_close,
 	.log = cb_log,
+	.flow = cb_flow,
 };
 
 /* ---- socket events ------------------------------------------------- */

@@ -14,7 +14,9 @@
  * answers every request, now or queued and answered after a chunk, with
  * a pseudo-random mix of successes and refusals (unknown user, relay
  * denied, temporary failures, 421, failed content writes, failed
- * commits); now and then the session times out or shuts down.
+ * commits); now and then the session times out or shuts down, and
+ * now and then the next part of the stream arrives from inside a write
+ * callback (input given while the engine is busy).
  *
  * Checks, with abort() on any violation (besides ASan/UBSan/LSan):
  *   - every write is whole reply lines: 3 digits, ' ' or '-', text, CRLF;
@@ -71,6 +73,8 @@ struct app {
 	bool header_seen;
 	bool data_mode;       /* a 354 was sent for the open file */
 	struct buf content;   /* the open file, after the Received header */
+	const uint8_t *stream; /* the client's bytes, and how many were fed */
+	size_t stream_len, stream_pos;
 	int qid;
 	char qid_text[16];
 };
@@ -180,6 +184,22 @@ static void check_replies(const char *data, size_t len)
 	}
 }
 
+/* feed - the next n octets of the stream, from an exact-size copy so
+ * that ASan sees any read past it. */
+static void feed(struct app *a, size_t n)
+{
+	uint8_t *chunk;
+
+	if (n > a->stream_len - a->stream_pos)
+		n = a->stream_len - a->stream_pos;
+	if (n == 0 || (chunk = malloc(n)) == NULL)
+		return;
+	memcpy(chunk, a->stream + a->stream_pos, n);
+	a->stream_pos += n;
+	smtp_session_input(a->s, chunk, n);
+	free(chunk);
+}
+
 static void a_write(void *ctx, const char *data, size_t len)
 {
 	struct app *a = ctx;
@@ -188,7 +208,10 @@ static void a_write(void *ctx, const char *data, size_t len)
 	check_replies(data, len);
 	if (a->file_open && len >= 4 && memcmp(data, "354 ", 4) == 0)
 		a->data_mode = true;
-	maybe_free(a);
+	if (maybe_free(a))
+		return;
+	if (one_in(a, 32))
+		feed(a, 1 + next(a) % 16); /* input while the engine is busy */
 }
 
 static void a_close(void *ctx)
@@ -297,6 +320,18 @@ static void a_data_close(void *ctx, bool ok)
 		return;
 	CHECK(a->header_seen);
 	CHECK(smtp_session_sender(a->s) != NULL && smtp_session_rcpt_count(a->s) > 0);
+	CHECK(smtp_session_mail_params(a->s) != NULL && smtp_session_helo(a->s) != NULL);
+	CHECK(smtp_session_queue_id(a->s) != NULL && strcmp(smtp_session_queue_id(a->s), a->qid_text) == 0);
+	for (size_t i = 0; i < smtp_session_rcpt_count(a->s); i++) {
+		const struct mail_addr *r = smtp_session_rcpt(a->s, i);
+
+		CHECK(r != NULL && !r->is_null && smtp_session_rcpt_params(a->s, i) != NULL);
+		if (r->utf8)
+			CHECK(smtp_session_mail_params(a->s)->smtputf8);
+	}
+	CHECK(smtp_session_rcpt(a->s, smtp_session_rcpt_count(a->s)) == NULL);
+	if (a->config.max_recipients > 0)
+		CHECK(smtp_session_rcpt_count(a->s) <= (size_t)a->config.max_recipients);
 	if (a->data_mode) {
 		/* DATA: never a bare LF or CR in what we accept */
 		for (size_t i = 0; i < a->content.len; i++) {
@@ -377,21 +412,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			       data[1] & 16 ? NULL : "client.example");
 	if (data[1] & 32)
 		smtp_session_set_tls(a.s, true);
+	a.stream = data + pos;
+	a.stream_len = size - pos;
 	smtp_session_start(a.s);
-	while (pos < size && a.s != NULL) {
-		size_t n = bytewise ? 1 : 1 + next(&a) % 64;
-
-		if (n > size - pos)
-			n = size - pos;
-		/* from an exact-size copy: ASan sees any read past it */
-		uint8_t *chunk = malloc(n);
-
-		if (chunk == NULL)
-			break;
-		memcpy(chunk, data + pos, n);
-		smtp_session_input(a.s, chunk, n);
-		free(chunk);
-		pos += n;
+	while (a.stream_pos < a.stream_len && a.s != NULL) {
+		feed(&a, bytewise ? 1 : 1 + next(&a) % 64);
 		/* answers come after the chunk, or after a later one */
 		if (!one_in(&a, 4))
 			drain(&a);

@@ -126,6 +126,7 @@ struct fake {
 	bool free_on_close;
 	bool free_in_write;
 	struct smtp_session *alias; /* freed from data_close, if set */
+	const char *input_on_354;   /* given as input from inside the 354 write */
 	int pauses, resumes;
 	bool paused;
 };
@@ -190,6 +191,12 @@ static void f_write(void *ctx, const char *data, size_t len)
 	if (f->closes > 0)
 		fail_msg("write after close: \"%.*s\"", (int)len, data);
 	buf_append(&f->out, data, len);
+	if (f->input_on_354 != NULL && len >= 4 && memcmp(data, "354 ", 4) == 0) {
+		const char *in = f->input_on_354;
+
+		f->input_on_354 = NULL;
+		smtp_session_input(f->s, in, strlen(in));
+	}
 }
 
 static void f_close(void *ctx)
@@ -1434,6 +1441,27 @@ static void test_free_in_callback(void **state)
 	fake_free(&f);
 }
 
+/* test_input_in_callback - input given from inside a callback waits
+ * until the engine is between steps: here the message content arrives
+ * while the 354 is being written, before the Received header is. */
+static void test_input_in_callback(void **state)
+{
+	struct fake f;
+
+	(void)state;
+	for (int async = 0; async < 2; async++) {
+		fake_init(&f);
+		f.async = async;
+		fake_start(&f, &fake_callbacks, GREETING);
+		f.input_on_354 = "Subject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+		input_str(&f, START_DATA);
+		drain(&f);
+		assert_string_equal(fake_output(&f), START_DATA_OK("10000") QUEUED("QID1") BYE);
+		assert_content(&f, RECEIVED("c.example", "ESMTP", "QID1", "b@example.org") "Subject: s\r\n\r\nbody\r\n");
+		fake_free(&f);
+	}
+}
+
 /* test_flow - while an answer is pending, buffered input past 64 KiB
  * pauses reading; the answer resumes it. */
 static void test_flow(void **state)
@@ -1570,6 +1598,7 @@ int main(void)
 		cmocka_unit_test(test_async_order),
 		cmocka_unit_test(test_late_answers),
 		cmocka_unit_test(test_free_in_callback),
+		cmocka_unit_test(test_input_in_callback),
 		cmocka_unit_test(test_flow),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_junk_limit),
