@@ -32,12 +32,21 @@ static void append_line_safe(struct buf *out, const char *text)
 		buf_append_byte(out, *p < 0x20 || *p == 0x7f ? ' ' : *p);
 }
 
+static bool any_failed(const struct dsn_report *r)
+{
+	for (int i = 0; i < r->rcpt_count; i++)
+		if (strcmp(r->rcpts[i].action, "failed") == 0)
+			return true;
+	return false;
+}
+
 /* summary - the human-readable first part. */
 static void summary(struct buf *out, const struct dsn_report *r)
 {
 	buf_printf(out, "This is the mail system at host %s.\r\n\r\n", r->reporting_mta);
-	buf_append_str(out, "Your message could not be delivered to one or more recipients.\r\n"
-			    "The details are below; the headers of your message are attached.\r\n\r\n");
+	buf_append_str(out, any_failed(r) ? "Your message could not be delivered to one or more recipients.\r\n"
+					  : "Your message was delivered to the recipients below.\r\n");
+	buf_append_str(out, "The details are below; the headers of your message are attached.\r\n\r\n");
 	for (int i = 0; i < r->rcpt_count; i++) {
 		const struct dsn_rcpt *x = &r->rcpts[i];
 
@@ -58,7 +67,8 @@ void dsn_build(struct buf *out, const struct dsn_report *r, const char *original
 	dsn_rfc5322_date(arrival, r->arrival);
 	buf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r->reporting_mta);
 	buf_printf(out, "To: <%s>\r\n", r->sender);
-	buf_append_str(out, "Subject: Undelivered Mail Returned to Sender\r\n");
+	buf_append_str(out, any_failed(r) ? "Subject: Undelivered Mail Returned to Sender\r\n"
+					  : "Subject: Successful Mail Delivery Report\r\n");
 	buf_printf(out, "Date: %s\r\n", date);
 	buf_printf(out, "Message-ID: <%s@%s>\r\n", r->message_id, r->reporting_mta);
 	buf_append_str(out, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
@@ -92,7 +102,7 @@ void dsn_build(struct buf *out, const struct dsn_report *r, const char *original
 	}
 
 	buf_printf(out, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n\r\n", r->boundary,
-		   full ? "Undelivered Message" : "Undelivered Message Headers",
+		   full ? "Original Message" : "Original Message Headers",
 		   full ? "message/rfc822" : "text/rfc822-headers");
 	buf_append(out, original, full ? original_len : hdr_len);
 	if (out->len >= 2 && memcmp(out->data + out->len - 2, "\r\n", 2) != 0)

@@ -66,6 +66,7 @@ void queue_envelope_free(struct queue_envelope *e)
 	for (size_t i = 0; i < e->rcpt_count && e->rcpts != NULL; i++) {
 		free(e->rcpts[i].address);
 		free(e->rcpts[i].orcpt);
+		free(e->rcpts[i].rcpt_to);
 		free(e->rcpts[i].last_status);
 		free(e->rcpts[i].last_response);
 	}
@@ -104,6 +105,7 @@ void queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope
 		*d = *s;
 		d->address = xstrdup(str_or_empty(s->address));
 		d->orcpt = xstrdup(str_or_empty(s->orcpt));
+		d->rcpt_to = xstrdup(str_or_empty(s->rcpt_to));
 		d->last_status = xstrdup(str_or_empty(s->last_status));
 		d->last_response = xstrdup(str_or_empty(s->last_response));
 	}
@@ -200,6 +202,10 @@ static int rcpt_check(const struct queue_rcpt *r, const char **error_r)
 	}
 	if (!text_fits(r->orcpt, QUEUE_ADDRESS_MAX)) {
 		*error_r = "ORCPT too long";
+		return -1;
+	}
+	if (!text_fits(r->rcpt_to, QUEUE_ADDRESS_MAX)) {
+		*error_r = "RCPT TO address too long";
 		return -1;
 	}
 	if (r->notify < 0) {
@@ -299,6 +305,7 @@ static void encode_rcpt(struct buf *out, const struct queue_rcpt *r)
 {
 	ipc_put_str(out, "address", r->address);
 	ipc_put_str(out, "orcpt", str_or_empty(r->orcpt));
+	ipc_put_str(out, "rcpt_to", str_or_empty(r->rcpt_to));
 	ipc_put_int(out, "notify", r->notify);
 	ipc_put_int(out, "state", (int64_t)r->state);
 	ipc_put_int(out, "attempts", r->attempts);
@@ -394,12 +401,14 @@ static int frame_payload(const uint8_t *p, size_t len, const uint8_t **payload_r
 static int decode_rcpt(const uint8_t *payload, size_t len, struct queue_rcpt *r, const char **error_r)
 {
 	struct ipc_msg msg;
-	const char *address = NULL, *orcpt = NULL, *status = NULL, *response = NULL;
+	const char *address = NULL, *orcpt = NULL, *rcpt_to = "", *status = NULL, *response = NULL;
 	int64_t notify = 0, state = 0, attempts = 0, next_try = 0;
 	const struct ipc_spec spec[] = {
 		{ .name = "address", .type = IPC_STR, .required = true, .max_len = QUEUE_ADDRESS_MAX,
 		  .str_r = &address },
 		{ .name = "orcpt", .type = IPC_STR, .required = true, .max_len = QUEUE_ADDRESS_MAX, .str_r = &orcpt },
+		/* optional: records written before it existed have none */
+		{ .name = "rcpt_to", .type = IPC_STR, .max_len = QUEUE_ADDRESS_MAX, .str_r = &rcpt_to },
 		{ .name = "notify", .type = IPC_INT, .required = true, .min = 0, .max = INT_MAX, .int_r = &notify },
 		{ .name = "state", .type = IPC_INT, .required = true, .min = QUEUE_RCPT_PENDING,
 		  .max = QUEUE_RCPT_FAILED, .int_r = &state },
@@ -427,6 +436,7 @@ static int decode_rcpt(const uint8_t *payload, size_t len, struct queue_rcpt *r,
 	}
 	r->address = xstrdup(address);
 	r->orcpt = xstrdup(orcpt);
+	r->rcpt_to = xstrdup(rcpt_to);
 	r->notify = (int)notify;
 	r->state = (enum queue_rcpt_state)state;
 	r->attempts = (int)attempts;

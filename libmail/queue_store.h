@@ -65,6 +65,7 @@ enum queue_rcpt_state {
 struct queue_rcpt {
 	char *address;
 	char *orcpt;         /* ORCPT as given, or "" */
+	char *rcpt_to;       /* the RCPT TO address as the client gave it, or "" */
 	int notify;          /* NOTIFY bitmask (qmgr's), >= 0 */
 	enum queue_rcpt_state state;
 	int attempts;        /* >= 0 */

@@ -14,6 +14,7 @@
  */
 #include "config.h"
 #include "local_deliver.h"
+#include "../libmail/queue_id.h"
 #include "maildir.h"
 #include "../libmail/params.h"
 #include "../libutil/fileutil.h"
@@ -195,6 +196,7 @@ static void do_deliver(const struct local_config *cfg, struct ipc_peer *peer, in
 			.quota = quota,
 			.quota_permanent = cfg->quota_over_permanent,
 			.hostname = cfg->hostname,
+			.queue_id = queue_id_valid(id) ? id : NULL,
 			.sync_dir = cfg->sync_dir,
 		};
 

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "maildir.h"
 #include "../libutil/buf.h"
+#include "../libutil/log.h"
 #include "../libutil/mem.h"
 
 #include <dirent.h>
@@ -783,6 +784,74 @@ fail:
 /* rename_noreplace - tmp/name to new/final, failing rather than replacing
  * a file already there. RENAME_NOREPLACE where the file system has it;
  * else plain renameat, whose only risk is a clash of unique names. */
+/* The queue IDs recently delivered into this Maildir, one per line. When
+ * qmgr dies after a delivery but before it recorded it, it hands the same
+ * message over again; the ID here turns that into "already delivered"
+ * instead of a second copy. Kept small: the newest half survives a trim. */
+#define DELIVERED_LOG ".yubin-delivered"
+#define DELIVERED_LOG_MAX 65536
+
+static char *read_delivered(struct maildir *md, size_t *len_r)
+{
+	int fd = openat(md->dir_fd, DELIVERED_LOG, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char *text = xmalloc(DELIVERED_LOG_MAX + 1);
+	ssize_t n = fd < 0 ? 0 : read(fd, text, DELIVERED_LOG_MAX);
+
+	if (fd >= 0)
+		close(fd);
+	*len_r = n > 0 ? (size_t)n : 0;
+	text[*len_r] = '\0';
+	return text;
+}
+
+static bool delivered_before(struct maildir *md, const char *queue_id)
+{
+	size_t len, idlen = strlen(queue_id);
+	char *text = read_delivered(md, &len);
+	bool found = false;
+
+	for (char *line = text; line < text + len && !found;) {
+		char *nl = memchr(line, '\n', (size_t)(text + len - line));
+		size_t n = nl != NULL ? (size_t)(nl - line) : (size_t)(text + len - line);
+
+		found = n == idlen && memcmp(line, queue_id, idlen) == 0;
+		line += n + 1;
+	}
+	free(text);
+	return found;
+}
+
+/* record_delivered - append queue_id (durably) before the delivery is
+ * reported; trim the oldest half when the file grows too big. */
+static int record_delivered(struct maildir *md, const char *queue_id)
+{
+	size_t len;
+	char *text = read_delivered(md, &len);
+	int fd, rc = 0;
+
+	if (len + strlen(queue_id) + 1 > DELIVERED_LOG_MAX) {
+		const char *keep = memchr(text + len / 2, '\n', len - len / 2);
+		size_t klen = keep != NULL ? (size_t)(text + len - keep - 1) : 0;
+
+		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0 && klen > 0)
+			rc = write_all(fd, keep + 1, klen);
+	} else {
+		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	}
+	free(text);
+	if (fd < 0)
+		return -1;
+	if (rc == 0)
+		rc = write_all(fd, queue_id, strlen(queue_id));
+	if (rc == 0)
+		rc = write_all(fd, "\n", 1);
+	if (rc == 0)
+		rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
 static int rename_noreplace(struct maildir *md, const char *name, const char *final)
 {
 #ifdef RENAME_NOREPLACE
@@ -836,6 +905,10 @@ enum maildir_outcome maildir_deliver(int root_fd, const struct maildir_msg *msg,
 	while (flock(md->dir_fd, LOCK_EX) < 0 && errno == EINTR)
 		;
 	locked = true;
+	if (msg->queue_id != NULL && delivered_before(md, msg->queue_id)) {
+		result(res, MAILDIR_OK, "2.0.0", "already delivered to maildir");
+		goto out_unlink;
+	}
 	if (maildir_quota_usage(md, msg->quota, size, &u, &error) < 0) {
 		if (msg->quota > 0) {
 			result(res, MAILDIR_TEMP, errno_dsn(errno), "quota: %s", error);
@@ -871,6 +944,9 @@ enum maildir_outcome maildir_deliver(int root_fd, const struct maildir_msg *msg,
 		result(res, MAILDIR_TEMP, errno_dsn(err), "rename into %s/new: %s", md->name, strerror(err));
 		goto out_unlink;
 	}
+	if (msg->queue_id != NULL && record_delivered(md, msg->queue_id) < 0)
+		/* The message is delivered; only a repeat could now double it. */
+		log_warn("%s: cannot record delivery of %s: %s", md->name, msg->queue_id, strerror(errno));
 	if (maildir_quota_add(md, msg->quota, size, 1, &error) < 0) {
 		/* The message is in new/ all the same. Remove the file so that
 		 * the next delivery rebuilds it instead of trusting a sum that

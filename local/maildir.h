@@ -56,6 +56,7 @@ struct maildir_msg {
 	int64_t quota;         /* bytes; 0: unlimited */
 	bool quota_permanent;  /* over quota: 5.2.2 (else 4.2.2) */
 	const char *hostname;  /* for the unique file name */
+	const char *queue_id;  /* recorded per Maildir so a repeat is recognised; NULL: none */
 	bool sync_dir;         /* fsync new/ after the rename (always, but in benchmarks) */
 };
 

@@ -1,7 +1,9 @@
-/* qmgr_bounce.c - one DSN to the sender for the recipients that failed,
- * queued as a new message from the null sender. Never for a message from
- * the null sender (no bounce of a bounce), never for recipients that asked
- * for none (NOTIFY=NEVER, or a NOTIFY list without FAILURE). */
+/* qmgr_bounce.c - one DSN to the sender when a message is done: for the
+ * recipients that failed, and for delivered ones that asked for a success
+ * notice (NOTIFY=SUCCESS); queued as a new message from the null sender.
+ * Never for a message from the null sender (no bounce of a bounce), never
+ * for recipients that asked for none (NOTIFY=NEVER, or a NOTIFY list
+ * without FAILURE). */
 #include "config.h"
 #include "qmgr.h"
 #include "../libmail/dsn.h"
@@ -101,20 +103,31 @@ int qmgr_bounce(struct qmgr *q, const struct queue_envelope *env, char **error_r
 	if (env->sender[0] == '\0')
 		return 0;
 	rcpts = xcalloc(env->rcpt_count, sizeof *rcpts);
+	/* Original-Recipient: the client's ORCPT, else the address it gave in
+	 * RCPT TO (after alias expansion the final one can be a stranger). */
+	char **orcpts = xcalloc(env->rcpt_count + 1, sizeof *orcpts);
 	for (size_t i = 0; i < env->rcpt_count; i++) {
 		const struct queue_rcpt *r = &env->rcpts[i];
 
-		if (r->state != QUEUE_RCPT_FAILED || !wants_failure_notice(r))
+		bool failed = r->state == QUEUE_RCPT_FAILED && wants_failure_notice(r);
+		bool delivered = r->state == QUEUE_RCPT_DELIVERED && (r->notify & SMTP_NOTIFY_SUCCESS) != 0;
+
+		if (!failed && !delivered)
 			continue;
 		rcpts[count].final_rcpt = r->address;
-		rcpts[count].orcpt = r->orcpt;
-		rcpts[count].action = "failed";
-		rcpts[count].status = r->last_status[0] != '\0' ? r->last_status : "5.0.0";
+		if (r->orcpt[0] != '\0')
+			orcpts[count] = xstrdup(r->orcpt);
+		else if (r->rcpt_to != NULL && r->rcpt_to[0] != '\0')
+			orcpts[count] = xasprintf("rfc822;%s", r->rcpt_to);
+		rcpts[count].orcpt = orcpts[count];
+		rcpts[count].action = failed ? "failed" : "delivered";
+		rcpts[count].status = r->last_status[0] != '\0' ? r->last_status : failed ? "5.0.0" : "2.0.0";
 		rcpts[count].diagnostic = r->last_response;
 		count++;
 	}
 	if (count == 0) {
 		free(rcpts);
+		free(orcpts);
 		return 0;
 	}
 	queue_id_new(id);
@@ -135,6 +148,9 @@ int qmgr_bounce(struct qmgr *q, const struct queue_envelope *env, char **error_r
 	dsn_build(&text, &report, original, original_len, BOUNCE_ORIGINAL_MAX);
 	free(original);
 	free(rcpts);
+	for (int i = 0; i < count; i++)
+		free(orcpts[i]);
+	free(orcpts);
 	if (write_content(id, &text, error_r) < 0) {
 		buf_free(&text);
 		return -1;
@@ -154,7 +170,12 @@ int qmgr_bounce(struct qmgr *q, const struct queue_envelope *env, char **error_r
 	bounce.rcpt_count = 1;
 	buf_free(&text);
 	rc = queue_store_put(q->store, &bounce, error_r);
-	if (rc == 0)
-		log_info("%s: sender non-delivery notification: %s", env->id, id);
+	if (rc == 0) {
+		bool failures = false;
+
+		for (size_t i = 0; i < env->rcpt_count; i++)
+			failures |= env->rcpts[i].state == QUEUE_RCPT_FAILED;
+		log_info("%s: sender %s notification: %s", env->id, failures ? "non-delivery" : "delivery status", id);
+	}
 	return rc;
 }

@@ -209,8 +209,8 @@ static void deliver_local(struct attempt *a, const char *mailbox, long long quot
 	ipc_put_str(&req, "cmd", "deliver");
 	ipc_put_str(&req, "id", env->id);
 	ipc_put_str(&req, "sender", env->sender);
-	/* The address the client gave (X-Original-To), from ORCPT when known. */
-	ipc_put_str(&req, "recipient", strncasecmp(r->orcpt, "rfc822;", 7) == 0 ? r->orcpt + 7 : r->address);
+	/* X-Original-To: the RCPT TO address as the client gave it. */
+	ipc_put_str(&req, "recipient", r->rcpt_to != NULL && r->rcpt_to[0] != '\0' ? r->rcpt_to : r->address);
 	ipc_put_str(&req, "mailbox", mailbox);
 	ipc_put_int(&req, "quota", quota);
 	ipc_async_request(q->local[q->local_next++ % QMGR_LOCAL_CONNECTIONS], &req, fd, on_local_reply, a);

@@ -95,7 +95,7 @@ void qmgr_on_commit(int fd, short what, void *arg)
 /* collect_rcpts - the repeated rcpt/orcpt/notify fields, aligned. */
 static int collect_rcpts(const struct ipc_msg *msg, struct queue_envelope *env, const char **error_r)
 {
-	size_t n = 0, no = 0, nn = 0;
+	size_t n = 0, no = 0, nn = 0, nt = 0;
 
 	for (size_t i = 0; i < msg->count; i++)
 		if (strcmp(msg->fields[i].name, "rcpt") == 0)
@@ -106,7 +106,7 @@ static int collect_rcpts(const struct ipc_msg *msg, struct queue_envelope *env, 
 	}
 	env->rcpts = xcalloc(n, sizeof *env->rcpts);
 	env->rcpt_count = n;
-	/* In order: the k-th orcpt and notify belong to the k-th rcpt. */
+	/* In order: the k-th orcpt, rcpt_to and notify belong to the k-th rcpt. */
 	n = 0;
 	for (size_t i = 0; i < msg->count; i++) {
 		const struct ipc_field *f = &msg->fields[i];
@@ -118,6 +118,7 @@ static int collect_rcpts(const struct ipc_msg *msg, struct queue_envelope *env, 
 			}
 			env->rcpts[n].address = xstrdup((const char *)f->data);
 			env->rcpts[n].orcpt = xstrdup("");
+			env->rcpts[n].rcpt_to = xstrdup("");
 			env->rcpts[n].last_status = xstrdup("");
 			env->rcpts[n].last_response = xstrdup("");
 			env->rcpts[n].state = QUEUE_RCPT_PENDING;
@@ -129,6 +130,13 @@ static int collect_rcpts(const struct ipc_msg *msg, struct queue_envelope *env, 
 			}
 			free(env->rcpts[no].orcpt);
 			env->rcpts[no++].orcpt = xstrdup((const char *)f->data);
+		} else if (strcmp(f->name, "rcpt_to") == 0) {
+			if (f->type != IPC_STR || nt >= n || f->len > 256) {
+				*error_r = "bad rcpt_to";
+				return -1;
+			}
+			free(env->rcpts[nt].rcpt_to);
+			env->rcpts[nt++].rcpt_to = xstrdup((const char *)f->data);
 		} else if (strcmp(f->name, "notify") == 0) {
 			if (f->type != IPC_INT || nn >= n) {
 				*error_r = "bad notify";
@@ -160,6 +168,7 @@ void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 		{ .name = "client", .type = IPC_STR, .max_len = 512, .str_r = &client },
 		{ .name = "rcpt", .type = IPC_STR, .max_len = 256 },
 		{ .name = "orcpt", .type = IPC_STR, .max_len = 512 },
+		{ .name = "rcpt_to", .type = IPC_STR, .max_len = 256 },
 		{ .name = "notify", .type = IPC_INT },
 	};
 

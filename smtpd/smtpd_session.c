@@ -33,7 +33,8 @@
  * recipients reaching one mailbox through aliases deliver once. */
 struct target {
 	char *address;
-	char *orcpt;
+	char *orcpt;     /* ORCPT as the client gave it, or "" */
+	char *rcpt_to;   /* the RCPT TO address as the client gave it */
 	int notify;
 };
 
@@ -57,9 +58,12 @@ struct smtpd_conn {
 	char **rcpt_targets;
 	size_t rcpt_target_count;
 	int quota_pending;
-	bool quota_over;
+	int quota_checked;         /* local targets asked about */
+	int quota_over;            /* of those, how many are full */
 	char *rcpt_orcpt;
+	char *rcpt_given;
 	int rcpt_notify;
+	bool rcpt_postmaster;      /* <postmaster>: must be accepted */
 	struct smtpd_conn *prev, *next;
 };
 
@@ -70,6 +74,7 @@ static void clear_targets(struct smtpd_conn *c)
 	for (size_t i = 0; i < c->target_count; i++) {
 		free(c->targets[i].address);
 		free(c->targets[i].orcpt);
+		free(c->targets[i].rcpt_to);
 	}
 	free(c->targets);
 	c->targets = NULL;
@@ -85,6 +90,8 @@ static void clear_rcpt(struct smtpd_conn *c)
 	c->rcpt_target_count = 0;
 	free(c->rcpt_orcpt);
 	c->rcpt_orcpt = NULL;
+	free(c->rcpt_given);
+	c->rcpt_given = NULL;
 }
 
 static void discard_content(struct smtpd_conn *c)
@@ -185,7 +192,8 @@ static void cb_mail(void *ctx, const struct mail_addr *sender, const struct smtp
 	smtp_session_mail_done(c->s, 0);
 }
 
-static void add_target(struct smtpd_conn *c, const char *address, const char *orcpt, int notify)
+static void add_target(struct smtpd_conn *c, const char *address, const char *orcpt, const char *rcpt_to,
+		       int notify)
 {
 	for (size_t i = 0; i < c->target_count; i++)
 		if (strcasecmp(c->targets[i].address, address) == 0)
@@ -193,6 +201,7 @@ static void add_target(struct smtpd_conn *c, const char *address, const char *or
 	c->targets = xreallocarray(c->targets, c->target_count + 1, sizeof *c->targets);
 	c->targets[c->target_count].address = xstrdup(address);
 	c->targets[c->target_count].orcpt = xstrdup(orcpt);
+	c->targets[c->target_count].rcpt_to = xstrdup(rcpt_to);
 	c->targets[c->target_count].notify = notify;
 	c->target_count++;
 }
@@ -202,11 +211,15 @@ static void rcpt_finish(struct smtpd_conn *c)
 {
 	int reply = 0;
 
-	if (c->quota_over)
+	/* Refused only when every target is a full mailbox: an alias with one
+	 * full member still reaches the others (the full one defers or
+	 * bounces at delivery). */
+	if (c->quota_over > 0 && c->quota_over == c->quota_checked &&
+	    (size_t)c->quota_checked == c->rcpt_target_count)
 		reply = c->d->params->quota_over_permanent ? R_QUOTA_PERM : R_QUOTA_TEMP;
 	else
 		for (size_t i = 0; i < c->rcpt_target_count; i++)
-			add_target(c, c->rcpt_targets[i], c->rcpt_orcpt, c->rcpt_notify);
+			add_target(c, c->rcpt_targets[i], c->rcpt_orcpt, c->rcpt_given, c->rcpt_notify);
 	clear_rcpt(c);
 	smtp_session_rcpt_done(c->s, reply);
 }
@@ -217,7 +230,7 @@ static void on_quota(const struct ipc_msg *reply, const char *error, void *arg)
 	const char *status = reply != NULL ? ipc_get_str(reply, "status") : NULL;
 
 	if (status != NULL && strcmp(status, "over") == 0)
-		c->quota_over = true;
+		c->quota_over++;
 	else if (status == NULL || strcmp(status, "ok") != 0)
 		/* The quota cannot be checked now: accept, local decides. */
 		log_warn("quota check failed: %s", error != NULL ? error : status);
@@ -264,6 +277,18 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		id = R_RCPT_TEMPFAIL;
 		break;
 	}
+	if (id != 0 && c->rcpt_postmaster) {
+		/* RFC 5321 4.5.1: <postmaster> is always accepted; undeliverable,
+		 * it bounces like any failed recipient. */
+		log_warn("<postmaster> goes to %s, which is %s: add it with mailctl alias add",
+			 c->rcpt_given, auth_result_name(res.result));
+		auth_expand_reply_free(&res);
+		keep_target(c, c->rcpt_given);
+		c->quota_checked = c->quota_over = 0;
+		rcpt_finish(c);
+		conn_unref(c);
+		return;
+	}
 	if (id != 0) {
 		auth_expand_reply_free(&res);
 		smtp_session_rcpt_done(c->s, id);
@@ -283,7 +308,8 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 	const struct smtp_mail_params *mp = smtp_session_mail_params(c->s);
 	long long size = mp != NULL && mp->size > 0 ? mp->size : 0;
 
-	c->quota_over = false;
+	c->quota_over = 0;
+	c->quota_checked = 0;
 	c->quota_pending = 1;
 	for (size_t i = 0; i < res.local_count; i++) {
 		struct buf req = BUF_INIT;
@@ -291,6 +317,7 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		if (res.local[i].quota <= 0)
 			continue;
 		c->quota_pending++;
+		c->quota_checked++;
 		c->refs++;
 		ipc_begin(&req);
 		ipc_put_str(&req, "cmd", "quota");
@@ -312,8 +339,17 @@ static void cb_rcpt(void *ctx, const struct mail_addr *rcpt, const struct smtp_r
 	struct buf req = BUF_INIT;
 	char *address = addr_format(c->pool, rcpt);
 
+	/* <postmaster> without a domain means this host's postmaster. */
+	c->rcpt_postmaster = rcpt->domain[0] == '\0';
+	if (c->rcpt_postmaster)
+		address = pool_printf(c->pool, "postmaster@%s", c->d->params->myhostname);
+
 	clear_rcpt(c);
-	c->rcpt_orcpt = p->orcpt != NULL ? xstrdup(p->orcpt) : xasprintf("rfc822;%s", address);
+	/* ORCPT goes only where the client gave it (RFC 3461); the address as
+	 * given is kept apart, for X-Original-To: a client must not write
+	 * that header by choosing an ORCPT. */
+	c->rcpt_orcpt = xstrdup(p->orcpt != NULL ? p->orcpt : "");
+	c->rcpt_given = xstrdup(address);
 	c->rcpt_notify = (int)p->notify;
 	c->refs++;
 	ipc_begin(&req);
@@ -440,6 +476,7 @@ static void cb_data_close(void *ctx, bool ok)
 	for (size_t i = 0; i < c->target_count; i++) {
 		ipc_put_str(&req, "rcpt", c->targets[i].address);
 		ipc_put_str(&req, "orcpt", c->targets[i].orcpt);
+		ipc_put_str(&req, "rcpt_to", c->targets[i].rcpt_to);
 		ipc_put_int(&req, "notify", c->targets[i].notify);
 	}
 	c->enqueueing = true;
