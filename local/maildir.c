@@ -784,10 +784,14 @@ fail:
 /* rename_noreplace - tmp/name to new/final, failing rather than replacing
  * a file already there. RENAME_NOREPLACE where the file system has it;
  * else plain renameat, whose only risk is a clash of unique names. */
-/* The queue IDs recently delivered into this Maildir, one per line. When
- * qmgr dies after a delivery but before it recorded it, it hands the same
- * message over again; the ID here turns that into "already delivered"
- * instead of a second copy. Kept small: the newest half survives a trim. */
+/* The deliveries recently made into this Maildir: one "QUEUEID FILE" line
+ * each, written (and fsynced) BEFORE the file is renamed into new/. When
+ * local or qmgr dies after a delivery but before qmgr recorded it, qmgr
+ * hands the same message over again; if the named file is in new/ (or in
+ * cur/, flagged by a reader), that repeat is answered "already delivered"
+ * instead of making a second copy. A line whose file never arrived (a
+ * crash before the rename) is simply superseded: nothing is lost. Kept
+ * small: the newest half survives a trim. */
 #define DELIVERED_LOG ".yubin-delivered"
 #define DELIVERED_LOG_MAX 65536
 
@@ -804,6 +808,30 @@ static char *read_delivered(struct maildir *md, size_t *len_r)
 	return text;
 }
 
+/* in_cur - whether cur/ holds file, with any ":2,FLAGS" a reader added. */
+static bool in_cur(struct maildir *md, const char *file)
+{
+	int fd = openat(md->dir_fd, "cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	size_t flen = strlen(file);
+	bool found = false;
+	DIR *dir;
+	struct dirent *de;
+
+	if (fd < 0)
+		return false;
+	dir = fdopendir(fd);
+	if (dir == NULL) {
+		close(fd);
+		return false;
+	}
+	while (!found && (de = readdir(dir)) != NULL)
+		found = strncmp(de->d_name, file, flen) == 0 && (de->d_name[flen] == '\0' || de->d_name[flen] == ':');
+	closedir(dir);
+	return found;
+}
+
+/* delivered_before - whether a delivery of queue_id into this Maildir
+ * completed: its line is there and so is its file. */
 static bool delivered_before(struct maildir *md, const char *queue_id)
 {
 	size_t len, idlen = strlen(queue_id);
@@ -814,22 +842,30 @@ static bool delivered_before(struct maildir *md, const char *queue_id)
 		char *nl = memchr(line, '\n', (size_t)(text + len - line));
 		size_t n = nl != NULL ? (size_t)(nl - line) : (size_t)(text + len - line);
 
-		found = n == idlen && memcmp(line, queue_id, idlen) == 0;
+		if (n > idlen + 1 && memcmp(line, queue_id, idlen) == 0 && line[idlen] == ' ') {
+			char *file = xstrndup(line + idlen + 1, n - idlen - 1);
+			struct stat st;
+
+			found = (fstatat(md->new_fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) ||
+				in_cur(md, file);
+			free(file);
+		}
 		line += n + 1;
 	}
 	free(text);
 	return found;
 }
 
-/* record_delivered - append queue_id (durably) before the delivery is
- * reported; trim the oldest half when the file grows too big. */
-static int record_delivered(struct maildir *md, const char *queue_id)
+/* record_delivery - append "queue_id file" durably, before the rename;
+ * trim the oldest half when the record grows too big. */
+static int record_delivery(struct maildir *md, const char *queue_id, const char *file)
 {
 	size_t len;
 	char *text = read_delivered(md, &len);
+	char *line = xasprintf("%s %s\n", queue_id, file);
 	int fd, rc = 0;
 
-	if (len + strlen(queue_id) + 1 > DELIVERED_LOG_MAX) {
+	if (len + strlen(line) > DELIVERED_LOG_MAX) {
 		const char *keep = memchr(text + len / 2, '\n', len - len / 2);
 		size_t klen = keep != NULL ? (size_t)(text + len - keep - 1) : 0;
 
@@ -840,15 +876,16 @@ static int record_delivered(struct maildir *md, const char *queue_id)
 		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	}
 	free(text);
-	if (fd < 0)
+	if (fd < 0) {
+		free(line);
 		return -1;
+	}
 	if (rc == 0)
-		rc = write_all(fd, queue_id, strlen(queue_id));
-	if (rc == 0)
-		rc = write_all(fd, "\n", 1);
+		rc = write_all(fd, line, strlen(line));
 	if (rc == 0)
 		rc = fsync(fd);
 	close(fd);
+	free(line);
 	return rc;
 }
 
@@ -939,14 +976,16 @@ enum maildir_outcome maildir_deliver(int root_fd, const struct maildir_msg *msg,
 	}
 	fd = -1;
 	final = xasprintf("%s,S=%lld", name, (long long)size);
+	if (msg->queue_id != NULL && record_delivery(md, msg->queue_id, final) < 0) {
+		err = errno;
+		result(res, MAILDIR_TEMP, errno_dsn(err), "record the delivery in %s: %s", md->name, strerror(err));
+		goto out_unlink;
+	}
 	if (rename_noreplace(md, name, final) < 0) {
 		err = errno;
 		result(res, MAILDIR_TEMP, errno_dsn(err), "rename into %s/new: %s", md->name, strerror(err));
 		goto out_unlink;
 	}
-	if (msg->queue_id != NULL && record_delivered(md, msg->queue_id) < 0)
-		/* The message is delivered; only a repeat could now double it. */
-		log_warn("%s: cannot record delivery of %s: %s", md->name, msg->queue_id, strerror(errno));
 	if (maildir_quota_add(md, msg->quota, size, 1, &error) < 0) {
 		/* The message is in new/ all the same. Remove the file so that
 		 * the next delivery rebuilds it instead of trusting a sum that
