@@ -38,6 +38,14 @@ static const struct mailctl_command commands[] = {
 	  "add targets to an alias (@DOMAIN: the catch-all)" },
 	{ { "alias", "del" }, cmd_alias_del, "ADDRESS|@DOMAIN [TARGET]", "remove an alias, or one target" },
 	{ { "alias", "list" }, cmd_alias_list, "[DOMAIN] [--json]", "aliases, of one domain or all" },
+	{ { "queue", "list" }, cmd_queue_list, "[--sender S] [--rcpt S] [--domain D] [--age DURATION] [--json]",
+	  "queued messages (selectors: sender/recipient substring, recipient domain, minimum age)" },
+	{ { "queue", "show" }, cmd_queue_show, "ID [--json]", "a queued message and each recipient's state" },
+	{ { "queue", "delete" }, cmd_queue_delete, "ID", "remove a message from the queue (no bounce)" },
+	{ { "queue", "hold" }, cmd_queue_hold, "ID", "keep a message in the queue without delivering it" },
+	{ { "queue", "release" }, cmd_queue_release, "ID", "let a held message be delivered again" },
+	{ { "queue", "flush" }, cmd_queue_flush, "", "retry every deferred recipient now" },
+	{ { "queue", "requeue" }, cmd_queue_requeue, "ID|all", "retry now with the attempt count reset" },
 	{ { "help" }, cmd_help, "", "this list" },
 };
 

@@ -64,5 +64,13 @@ int cmd_user_show(struct mailctl *ctl);
 int cmd_alias_add(struct mailctl *ctl);
 int cmd_alias_del(struct mailctl *ctl);
 int cmd_alias_list(struct mailctl *ctl);
+/* cmd_queue.c: the mail queue, through qmgr's control socket */
+int cmd_queue_list(struct mailctl *ctl);
+int cmd_queue_show(struct mailctl *ctl);
+int cmd_queue_delete(struct mailctl *ctl);
+int cmd_queue_hold(struct mailctl *ctl);
+int cmd_queue_release(struct mailctl *ctl);
+int cmd_queue_flush(struct mailctl *ctl);
+int cmd_queue_requeue(struct mailctl *ctl);
 
 #endif

@@ -47,6 +47,7 @@ static int qmgr_post_jail(struct service_ctx *ctx, char **error_r)
 	if (q->store == NULL)
 		return -1;
 	q->enqueue = ipc_server_new(ctx->base, "qmgr-enqueue", 1024 * 1024, 0, qmgr_enqueue_request, q);
+	q->control = ipc_server_new(ctx->base, "qmgr-control", 64 * 1024, 60, qmgr_control_request, q);
 	q->auth = ipc_async_new(ctx->base, QMGR_AUTH_SOCKET, AUTH_PROTOCOL, 30);
 	for (int i = 0; i < QMGR_LOCAL_CONNECTIONS; i++)
 		q->local[i] = ipc_async_new(ctx->base, QMGR_LOCAL_SOCKET, "local-deliver", 300);
@@ -62,8 +63,8 @@ static int qmgr_post_jail(struct service_ctx *ctx, char **error_r)
 static void qmgr_accept(struct service_ctx *ctx, int fd, int index)
 {
 	(void)ctx;
-	(void)index;
-	ipc_server_accept(qmgr.enqueue, fd);
+	/* Listener 0: qmgr (enqueue); 1: qmgr-control (master.conf). */
+	ipc_server_accept(index == 1 ? qmgr.control : qmgr.enqueue, fd);
 }
 
 static void qmgr_stop(struct service_ctx *ctx)

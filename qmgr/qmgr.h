@@ -51,6 +51,7 @@ struct qmgr {
 	struct yb_params *params;
 	struct queue_store *store;
 	struct ipc_server *enqueue;
+	struct ipc_server *control; /* listener 1: qmgr-control */
 	struct ipc_async *auth;
 	struct ipc_async *local[QMGR_LOCAL_CONNECTIONS];
 	int local_next;
@@ -71,6 +72,9 @@ void qmgr_on_commit(int fd, short what, void *arg);
 void qmgr_scan_soon(struct qmgr *q);
 void qmgr_on_scan(int fd, short what, void *arg);
 long long qmgr_backoff(const struct yb_params *p, int attempts);
+
+/* qmgr_control.c */
+void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx);
 
 /* qmgr_sweep.c */
 void qmgr_on_sweep(int fd, short what, void *arg);
