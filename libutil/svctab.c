@@ -168,8 +168,11 @@ static int check_listen(struct svc_entry *e, char **error_r)
 				return -1;
 			}
 			free(host);
-		} else if (a[0] != '/' && (strchr(a, '/') != NULL || !valid_name(a))) {
-			*error_r = xasprintf("unix socket \"%s\": use a plain name or an absolute path", a);
+		} else if (a[0] != '/' && !valid_name(strncmp(a, "public/", 7) == 0 ? a + 7 : a)) {
+			/* A plain name lives in queue_directory/private (the mail
+			 * system only); "public/NAME" in queue_directory/public,
+			 * which every local user may enter (sendmail's pickup). */
+			*error_r = xasprintf("unix socket \"%s\": use a plain name, public/NAME or an absolute path", a);
 			return -1;
 		} else if (strlen(a) >= 100) {
 			*error_r = xasprintf("unix socket path \"%s\" is too long", a);

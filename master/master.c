@@ -169,7 +169,7 @@ static int take_lock(struct master *m, char **error_r)
 
 /* prepare_directories - the places master itself needs. As root the queue
  * directory is root-owned (it is a jail) with a private subdirectory only
- * the mail system may enter. */
+ * the mail system may enter and a public one every local user may. */
 static int prepare_directories(struct master *m, char **error_r)
 {
 	const struct yb_params *p = &m->conf.params;
@@ -191,6 +191,14 @@ static int prepare_directories(struct master *m, char **error_r)
 	}
 	priv_dir = xasprintf("%s/private", p->queue_directory);
 	rc = dir_ensure(priv_dir, uid, gid, 0700, error_r);
+	free(priv_dir);
+	if (rc < 0)
+		return rc;
+	/* public: root-owned, open to every local user (sendmail's pickup
+	 * socket); the services listening there check peer credentials. */
+	priv_dir = xasprintf("%s/public", p->queue_directory);
+	rc = geteuid() == 0 ? dir_ensure(priv_dir, 0, 0, 0755, error_r)
+			    : dir_ensure(priv_dir, (uid_t)-1, (gid_t)-1, 0755, error_r);
 	free(priv_dir);
 	return rc;
 }

@@ -18,6 +18,10 @@ static char *unix_socket_path(struct master *m, const char *listen)
 {
 	if (listen[0] == '/')
 		return xstrdup(listen);
+	/* "public/NAME" (validated by svctab): the directory every local
+	 * user may enter, for sendmail's pickup socket. */
+	if (strncmp(listen, "public/", 7) == 0)
+		return xasprintf("%s/%s", m->conf.params.queue_directory, listen);
 	return xasprintf("%s/private/%s", m->conf.params.queue_directory, listen);
 }
 
@@ -61,7 +65,9 @@ int master_listen_service(struct master *m, struct master_service *s, char **err
 				goto fail;
 			}
 			/* Mode 0666 inside a directory only the mail system may enter:
-			 * the directory is the access control. */
+			 * the directory is the access control. In public/ every local
+			 * user may connect: such a service must identify its clients
+			 * by their peer credentials (smtpd's pickup mode does). */
 			fd = sock_listen_unix(path, 0666, LISTEN_BACKLOG, error_r);
 			if (fd < 0) {
 				char *inner = *error_r;

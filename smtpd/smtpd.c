@@ -1,7 +1,9 @@
 /* smtpd.c - the SMTP server: accepts mail for hosted domains on the
  * listeners master hands it, checks each recipient through auth, writes
  * the message into the queue and answers 250 only after qmgr committed
- * it. Runs unprivileged, chrooted in the queue directory. */
+ * it. Runs unprivileged, chrooted in the queue directory. The service
+ * named "pickup" (on public/pickup) takes local submissions from the
+ * sendmail command instead, naming each client by its peer credentials. */
 #include "config.h"
 #include "smtpd.h"
 #include "../libmail/auth_proto.h"
@@ -25,6 +27,8 @@ static int smtpd_pre_jail(struct service_ctx *ctx, char **error_r)
 		*error_r = xasprintf("chdir %s: %s", params.queue_directory, strerror(errno));
 		return -1;
 	}
+	if (strcmp(ctx->service_name, SMTPD_PICKUP_SERVICE) == 0)
+		smtpd_users_load();
 	return service_dir_ensure(ctx, SMTPD_CONTENT_DIR, 0700, error_r);
 }
 
@@ -35,6 +39,7 @@ static int smtpd_post_jail(struct service_ctx *ctx, char **error_r)
 	(void)error_r;
 	d->svc = ctx;
 	d->params = &params;
+	d->pickup = strcmp(ctx->service_name, SMTPD_PICKUP_SERVICE) == 0;
 	d->engine = (struct smtp_server_config){
 		.hostname = params.myhostname,
 		.max_message_size = params.message_size_limit,

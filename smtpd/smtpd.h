@@ -23,10 +23,21 @@ struct smtpd {
 	struct ipc_async *qmgr;
 	struct ipc_async *local;
 	struct smtpd_conn *conns;  /* open connections (for shutdown) */
+	/* Pickup mode (the master.conf service named "pickup", on
+	 * public/pickup): local submission from the sendmail command. The
+	 * client is whoever the socket's peer credentials say; any recipient
+	 * is accepted (hosted ones are still checked). */
+	bool pickup;
 };
+
+/* The service name that selects pickup mode. */
+#define SMTPD_PICKUP_SERVICE "pickup"
 
 /* smtpd_session.c */
 void smtpd_conn_accept(struct smtpd *d, int fd);
 void smtpd_conn_shutdown_all(struct smtpd *d);
+/* smtpd_users_load - before the jail, in pickup mode: remember the
+ * account names (the jail has no /etc/passwd) for naming local clients. */
+void smtpd_users_load(void);
 
 #endif

@@ -13,6 +13,7 @@
 #include "../libutil/pool.h"
 #include "../libutil/sanitize.h"
 #include "../libutil/service.h"
+#include "../libutil/sock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,8 @@ struct smtpd_conn {
 	struct pool *pool;         /* per transaction */
 	char client_addr[INET6_ADDRSTRLEN];
 	char client_name[64];
+	bool local;                /* pickup: a local user, by peer credentials */
+	uid_t uid;                 /* ... that one */
 	int refs;                  /* the connection, and each pending request */
 	bool gone;                 /* socket closed: answers go nowhere */
 	bool closing;              /* close once the output is out */
@@ -269,6 +273,15 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		id = R_UNKNOWN_USER;
 		break;
 	case AUTH_R_NOT_HOSTED:
+		if (c->local) {
+			/* Local users (pickup) may send anywhere. */
+			auth_expand_reply_free(&res);
+			keep_target(c, c->rcpt_given);
+			c->quota_checked = c->quota_over = 0;
+			rcpt_finish(c);
+			conn_unref(c);
+			return;
+		}
 		/* Relaying needs an authenticated client (a later issue). */
 		id = R_RELAY_DENIED;
 		break;
@@ -463,6 +476,9 @@ static void cb_data_close(void *ctx, bool ok)
 	}
 	c->content_fd = -1;
 	snprintf(who, sizeof who, "%s[%s]", c->client_name, c->client_addr);
+	if (c->local)
+		log_info("%s: uid=%lu (%s), from=<%s>", c->queue_id, (unsigned long)c->uid, c->client_name,
+			 addr_format(c->pool, sender));
 	ipc_begin(&req);
 	ipc_put_str(&req, "cmd", "enqueue");
 	ipc_put_str(&req, "id", c->queue_id);
@@ -539,6 +555,64 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	conn_close(c);
 }
 
+/* ---- local users (pickup) ------------------------------------------ */
+
+/* Account names by uid, read before the jail (which has no /etc/passwd). */
+struct user_name {
+	uid_t uid;
+	char *name;
+};
+static struct user_name *users;
+static size_t user_count;
+
+#define USERS_MAX 100000
+
+void smtpd_users_load(void)
+{
+	struct passwd *pw;
+
+	setpwent();
+	while (user_count < USERS_MAX && (pw = getpwent()) != NULL) {
+		users = xreallocarray(users, user_count + 1, sizeof *users);
+		users[user_count].uid = pw->pw_uid;
+		users[user_count].name = xstrdup(pw->pw_name);
+		user_count++;
+	}
+	endpwent();
+}
+
+/* user_name - the account name of uid into out: from the list read at
+ * start, else the system (unjailed), else "unknown". */
+static void user_name(uid_t uid, char *out, size_t size)
+{
+	struct passwd *pw;
+
+	for (size_t i = 0; i < user_count; i++)
+		if (users[i].uid == uid) {
+			snprintf(out, size, "%s", users[i].name);
+			return;
+		}
+	pw = getpwuid(uid);
+	snprintf(out, size, "%s", pw != NULL ? pw->pw_name : "unknown");
+}
+
+/* local_identity - pickup: the client is the peer's uid, whatever it
+ * says later (EHLO, MAIL FROM). */
+static int local_identity(int fd, struct smtpd_conn *c)
+{
+	pid_t pid = 0;
+
+	if (sock_peer_cred(fd, &c->uid, &pid) < 0) {
+		log_warn("pickup: no peer credentials: %s", strerror(errno));
+		return -1;
+	}
+	c->local = true;
+	user_name(c->uid, c->client_name, sizeof c->client_name);
+	snprintf(c->client_addr, sizeof c->client_addr, "uid=%lu", (unsigned long)c->uid);
+	log_info("pickup: connect from uid=%lu (%s), pid=%ld", (unsigned long)c->uid, c->client_name, (long)pid);
+	return 0;
+}
+
 static void client_identity(int fd, struct smtpd_conn *c)
 {
 	struct sockaddr_storage ss;
@@ -558,14 +632,23 @@ static void client_identity(int fd, struct smtpd_conn *c)
 
 void smtpd_conn_accept(struct smtpd *d, int fd)
 {
-	struct smtpd_conn *c = xnew(struct smtpd_conn);
+	struct smtpd_conn *c;
 	struct timeval tv = { .tv_sec = d->params->smtpd_timeout };
 
+	c = xnew(struct smtpd_conn);
 	c->d = d;
 	c->refs = 1;
 	c->content_fd = -1;
+	if (d->pickup) {
+		if (local_identity(fd, c) < 0) {
+			close(fd);
+			free(c);
+			return;
+		}
+	} else {
+		client_identity(fd, c);
+	}
 	c->pool = pool_create();
-	client_identity(fd, c);
 	c->bev = bufferevent_socket_new(d->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);

@@ -95,11 +95,12 @@ def setup_mail(inst, users=None, aliases=None, **params):
     inst.params.update({k: str(v) for k, v in params.items()})
     inst.set_services(
         smtpd=service_line("smtpd", f"127.0.0.1:{inst.smtp_port}", procs=2, program="smtpd"),
-        qmgr=service_line("qmgr", "qmgr", procs=1, program="qmgr", type_="unix"),
+        qmgr=service_line("qmgr", "qmgr,qmgr-control", procs=1, program="qmgr", type_="unix"),
         local=service_line("local", "local", procs=2, program="local", type_="unix",
                            user="${mailbox_owner}", chroot="-"),
         auth=service_line("auth", "auth", procs=1, program="auth", type_="unix",
                           user="${auth_owner}", chroot="${data_directory}"),
+        pickup=service_line("pickup", "public/pickup", procs=1, program="smtpd", type_="unix"),
     )
     add_domain(inst)
     for user, quota in (USERS if users is None else users).items():

@@ -70,6 +70,7 @@ static void test_load_valid(void **state)
 		"qmgr\tunix\tqmgr\tyubin\t-\t1\tqmgr\n"
 		"auth unix /run/yubin/auth.sock yubin-auth - 1000 /usr/lib/yubin/auth\n"
 		"pickup unix - yubin - 1 pickup\n"
+		"pub unix public/pickup yubin - 1 smtpd\n"
 		"expanded inet *:${port} ${user} ${queue_directory} 1 smtpd ${queue_directory}/x a${empty}b ${dollar}\n"
 		"Smtp_2-x inet localhost:65535 yubin - 1 smtp\n";
 	struct svc_table t;
@@ -80,7 +81,7 @@ static void test_load_valid(void **state)
 	lookup_calls = 0;
 	if (load(BIN(text), &t, &path, &error) != 0)
 		fail_msg("svctab_load: %s", error);
-	assert_int_equal(t.count, 7);
+	assert_int_equal(t.count, 8);
 	assert_int_equal(lookup_calls, 6);
 
 	e = svctab_find(&t, "smtpd");
@@ -121,6 +122,10 @@ static void test_load_valid(void **state)
 	assert_int_equal(e->type, SVC_UNIX);
 	assert_strv(e->listen, e->listen_count, (const char *const[]){ NULL });
 
+	e = svctab_find(&t, "pub");
+	assert_int_equal(e->type, SVC_UNIX);
+	assert_strv(e->listen, e->listen_count, (const char *const[]){ "public/pickup", NULL });
+
 	e = svctab_find(&t, "expanded");
 	assert_strv(e->listen, e->listen_count, (const char *const[]){ "*:2525", NULL });
 	assert_string_equal(e->user, "yubin");
@@ -130,7 +135,7 @@ static void test_load_valid(void **state)
 
 	e = svctab_find(&t, "Smtp_2-x");
 	assert_non_null(e);
-	assert_int_equal(e->line, 10);
+	assert_int_equal(e->line, 11);
 
 	assert_null(svctab_find(&t, "smtp"));
 	assert_null(svctab_find(&t, "SMTPD"));
@@ -200,9 +205,15 @@ static void test_load_errors(void **state)
 		{ "no host", BIN("smtpd inet :25 yubin - 1 smtpd\n"),
 		  ":1: service smtpd: listen address \":25\": missing host (use * for every address)" },
 		{ "unix name with a slash", BIN("qmgr unix a/b yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"a/b\": use a plain name or an absolute path" },
+		  ":1: service qmgr: unix socket \"a/b\": use a plain name, public/NAME or an absolute path" },
+		{ "unix public without a name", BIN("qmgr unix public/ yubin - 1 qmgr\n"),
+		  ":1: service qmgr: unix socket \"public/\": use a plain name, public/NAME or an absolute path" },
+		{ "unix public two levels", BIN("qmgr unix public/a/b yubin - 1 qmgr\n"),
+		  ":1: service qmgr: unix socket \"public/a/b\": use a plain name, public/NAME or an absolute path" },
+		{ "unix private prefix", BIN("qmgr unix private/qmgr yubin - 1 qmgr\n"),
+		  ":1: service qmgr: unix socket \"private/qmgr\": use a plain name, public/NAME or an absolute path" },
 		{ "unix name with a dot", BIN("qmgr unix a.sock yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"a.sock\": use a plain name or an absolute path" },
+		  ":1: service qmgr: unix socket \"a.sock\": use a plain name, public/NAME or an absolute path" },
 		{ "unix path too long",
 		  BIN("qmgr unix /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa yubin - 1 qmgr\n"),
 		  ":1: service qmgr: unix socket path "
