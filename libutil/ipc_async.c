@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -31,7 +32,8 @@ struct ipc_async {
 	int64_t next_req;
 	struct event *read_ev;
 	struct event *write_ev;
-	struct event *timer;      /* deadlines, and failures reported later */
+	struct event *timer;      /* the oldest request's deadline */
+	struct event *fail_ev;    /* runs failed requests' callbacks, at once */
 	struct buf in;
 	struct buf out;           /* frames not yet written (no fds) */
 	struct pending *head, *tail;
@@ -69,7 +71,9 @@ static void disconnect(struct ipc_async *c, const char *error)
 		c->head = c->tail = NULL;
 		free(c->failed_error);
 		c->failed_error = xstrdup(error);
-		schedule_timer(c, 0);
+		/* Not the deadline timer: a new request re-arms that one with the
+		 * full timeout, which would hold these callbacks back for minutes. */
+		event_active(c->fail_ev, EV_TIMEOUT, 0);
 	}
 }
 
@@ -219,14 +223,45 @@ static int send_with_fd(struct ipc_async *c, const struct buf *frame, int fd)
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-	do
-		n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	/* A full socket buffer is back-pressure, not a failure: wait for room
+	 * (bounded by the request timeout) so the descriptor still travels
+	 * with its frame's first byte. */
+	for (time_t give_up = time(NULL) + c->timeout_s;;) {
+		n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
+			break;
+		if (errno == EAGAIN) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+
+			if (time(NULL) >= give_up)
+				return -1;
+			poll(&pfd, 1, 1000);
+		}
+	}
 	if (n < 0)
 		return -1;
 	if ((size_t)n < frame->len)
 		buf_append(&c->out, frame->data + n, frame->len - (size_t)n);
 	return 0;
+}
+
+/* run_failed - the callbacks of requests that failed, each exactly once. */
+static void run_failed(struct ipc_async *c)
+{
+	while (c->failed != NULL) {
+		struct pending *p = c->failed;
+
+		c->failed = p->next;
+		p->fn(NULL, c->failed_error, p->arg);
+		free(p);
+	}
+}
+
+static void on_failed(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	run_failed(arg);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -236,17 +271,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	while (c->failed != NULL) {
-		struct pending *p = c->failed;
-
-		c->failed = p->next;
-		p->fn(NULL, c->failed_error, p->arg);
-		free(p);
-	}
 	if (c->head != NULL && c->head->deadline <= now) {
 		log_warn("%s: no reply within %ds; reconnecting", c->protocol, c->timeout_s);
 		disconnect(c, "timed out");
-		schedule_timer(c, 0);
 		return;
 	}
 	if (c->head != NULL)
@@ -264,6 +291,7 @@ struct ipc_async *ipc_async_new(struct event_base *base, const char *path, const
 	c->fd = -1;
 	c->next_req = 1;
 	c->timer = evtimer_new(base, on_timer, c);
+	c->fail_ev = event_new(base, -1, 0, on_failed, c);
 	return c;
 }
 
@@ -319,14 +347,9 @@ void ipc_async_free(struct ipc_async **client)
 	if (c == NULL)
 		return;
 	disconnect(c, "client shut down");
-	while (c->failed != NULL) {
-		struct pending *p = c->failed;
-
-		c->failed = p->next;
-		p->fn(NULL, c->failed_error, p->arg);
-		free(p);
-	}
+	run_failed(c);
 	event_free(c->timer);
+	event_free(c->fail_ev);
 	buf_free(&c->in);
 	buf_free(&c->out);
 	free(c->failed_error);

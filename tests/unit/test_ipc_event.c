@@ -299,6 +299,30 @@ static void test_server_gone_fails_pending(void **state)
 	ipc_async_free(&c);
 }
 
+/* A failure is reported at once, even when a new request right after it
+ * arms the deadline timer with a long timeout (which once held failure
+ * callbacks back for the whole timeout, stranding work). */
+static void test_failure_not_held_back_by_new_request(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 300);
+
+	f->hold = true;
+	request(c, f, "first", -1);
+	for (int i = 0; i < 2000 && f->held < 1; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	ipc_peer_close(f->held_peer[0]);
+	/* let the client see the close, then ask again at once */
+	for (int i = 0; i < 50 && ipc_async_pending(c) > 0; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	request(c, f, "second", -1);
+	for (int i = 0; i < 2000 && f->replies < 1; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+	assert_int_equal(f->replies, 1);
+	assert_string_equal(f->answers[0], "error");
+	ipc_async_free(&c);
+}
+
 static void test_deadline(void **state)
 {
 	struct fixture *f = *state;
@@ -346,6 +370,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_descriptor_belongs_to_its_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_server_fails_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_gone_fails_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_not_held_back_by_new_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_protocol_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_fails_pending, setup, teardown),
