@@ -387,7 +387,7 @@ int local_post_jail(struct service_ctx *ctx, char **error_r)
 	return 0;
 }
 
-/* local_accept - a client (qmgr, smtpd) connected. XXX ipc_server tells
+/* local_accept - a client (qmgr, smtpd) connected. Limitation: ipc_server tells
  * nobody when a peer goes away, so local cannot keep service.h's client
  * count: its workers show as ready, never busy. That costs nothing on
  * SIGTERM, since no delivery is ever in progress between two events. */
