@@ -23,6 +23,8 @@ struct service_ctx;
 #define QMGR_LOCAL_SOCKET "private/local"
 #define QMGR_LOCAL_CONNECTIONS 4
 #define QMGR_SCAN_BATCH 200
+#define QMGR_ACTIVE_MAX 2000     /* messages in flight at once */
+#define QMGR_ACTIVE_BUCKETS 4096 /* hash of in-flight IDs */
 
 /* A reply owed to an enqueue client once the staged write is durable. */
 struct qmgr_ack {
@@ -40,6 +42,8 @@ struct qmgr_unlink {
 /* A message with deliveries in flight. */
 struct qmgr_active {
 	struct qmgr *q;
+	struct qmgr_active *hnext; /* in q->active_hash */
+	struct qmgr_active **pprev; /* the pointer to us in q->active */
 	struct queue_envelope env;
 	int content_fd;
 	int outstanding;       /* recipient deliveries not yet answered */
@@ -60,6 +64,8 @@ struct qmgr {
 	struct event *scan_ev;
 	struct event *sweep_ev;
 	struct qmgr_active *active;
+	struct qmgr_active *active_hash[QMGR_ACTIVE_BUCKETS];
+	size_t active_count;
 	struct qmgr_unlink *unlinks; /* content files to remove after the commit */
 };
 

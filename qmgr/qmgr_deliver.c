@@ -65,6 +65,8 @@ static void record(struct attempt *a, enum queue_rcpt_state state, const char *s
 	}
 }
 
+static void active_remove(struct qmgr *q, struct qmgr_active *act);
+
 static bool all_final(const struct queue_envelope *env)
 {
 	for (size_t i = 0; i < env->rcpt_count; i++)
@@ -111,13 +113,7 @@ static void finish_message(struct qmgr_active *act)
 		free(error);
 	}
 	qmgr_commit_soon(q);
-	/* Off the active list. */
-	for (struct qmgr_active **pp = &q->active; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == act) {
-			*pp = act->next;
-			break;
-		}
-	}
+	active_remove(q, act);
 	close(act->content_fd);
 	queue_envelope_free(&act->env);
 	free(act);
@@ -269,12 +265,51 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 	auth_expand_reply_free(&res);
 }
 
+/* The in-flight messages are also hashed by ID: every scan asks about
+ * each due message, and a list walk made that quadratic under load. */
+static size_t id_bucket(const char *id)
+{
+	size_t h = 5381;
+
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = h * 33 + *p;
+	return h % QMGR_ACTIVE_BUCKETS;
+}
+
 static bool is_active(const struct qmgr *q, const char *id)
 {
-	for (const struct qmgr_active *a = q->active; a != NULL; a = a->next)
+	for (const struct qmgr_active *a = q->active_hash[id_bucket(id)]; a != NULL; a = a->hnext)
 		if (strcmp(a->env.id, id) == 0)
 			return true;
 	return false;
+}
+
+static void active_add(struct qmgr *q, struct qmgr_active *act)
+{
+	size_t b = id_bucket(act->env.id);
+
+	act->next = q->active;
+	if (q->active != NULL)
+		q->active->pprev = &act->next;
+	act->pprev = &q->active;
+	q->active = act;
+	act->hnext = q->active_hash[b];
+	q->active_hash[b] = act;
+	q->active_count++;
+}
+
+static void active_remove(struct qmgr *q, struct qmgr_active *act)
+{
+	*act->pprev = act->next;
+	if (act->next != NULL)
+		act->next->pprev = act->pprev;
+	for (struct qmgr_active **pp = &q->active_hash[id_bucket(act->env.id)]; *pp != NULL; pp = &(*pp)->hnext) {
+		if (*pp == act) {
+			*pp = act->hnext;
+			break;
+		}
+	}
+	q->active_count--;
 }
 
 /* start_message - launch every due recipient of env (ownership moves). */
@@ -295,14 +330,12 @@ static void start_message(struct qmgr *q, struct queue_envelope *env, long long 
 		for (size_t i = 0; i < act->env.rcpt_count; i++)
 			act->env.rcpts[i].state = QUEUE_RCPT_DELIVERED;
 		act->content_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		act->next = q->active;
-		q->active = act;
+		active_add(q, act);
 		act->outstanding = 1;
 		finish_message(act);
 		return;
 	}
-	act->next = q->active;
-	q->active = act;
+	active_add(q, act);
 	act->outstanding = 1; /* held until every attempt is launched */
 	for (size_t i = 0; i < act->env.rcpt_count; i++) {
 		struct queue_rcpt *r = &act->env.rcpts[i];
@@ -342,7 +375,7 @@ static int pick_due(const struct queue_envelope *e, void *arg)
 		return 0;
 	pick->list = xreallocarray(pick->list, pick->count + 1, sizeof *pick->list);
 	queue_envelope_copy(&pick->list[pick->count++], e);
-	return pick->count >= QMGR_SCAN_BATCH;
+	return pick->count >= QMGR_SCAN_BATCH || pick->q->active_count + pick->count >= QMGR_ACTIVE_MAX;
 }
 
 void qmgr_on_scan(int fd, short what, void *arg)
@@ -355,6 +388,11 @@ void qmgr_on_scan(int fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* Enough in flight: the rest waits for the next scan. */
+	if (q->active_count >= QMGR_ACTIVE_MAX) {
+		evtimer_add(q->scan_ev, &next);
+		return;
+	}
 	if (queue_store_foreach_due(q->store, now, pick_due, &pick, &error) < 0) {
 		log_warn("queue scan failed: %s", error);
 		free(error);
