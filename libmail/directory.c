@@ -332,78 +332,73 @@ static int split_check(const char *address, struct buf *domain, const char **loc
 	return 0;
 }
 
-int dir_check_user(const char *address, struct buf *out, const char **error_r)
+/* The rules of the three kinds of address the tables hold. */
+struct address_rule {
+	bool (*allowed)(unsigned char);  /* characters of the local part */
+	bool empty_local_ok;             /* "@domain" (the catch-all) */
+	bool lower_local;                /* keys are lower-cased; targets keep case */
+	const char *empty_error;         /* for an empty local part */
+	const char *bad_error;           /* for a bad local part */
+};
+
+/* check_address - split, check against rule, write the canonical form. */
+static int check_address(const char *address, const struct address_rule *rule, struct buf *out,
+			 const char **error_r)
 {
 	struct buf domain = BUF_INIT;
 	const char *local;
 	size_t len;
+	int rc = -1;
 
 	buf_reset(out);
 	if (split_check(address, &domain, &local, &len, error_r) < 0)
-		goto fail;
-	if (!check_dot_string(local, len, is_user_char)) {
-		*error_r = "a user name is 1 to 64 letters, digits, '.', '-' and '_' (no leading, trailing or "
-			   "double '.')";
-		goto fail;
+		goto out;
+	if (len == 0 && !rule->empty_local_ok) {
+		*error_r = rule->empty_error;
+		goto out;
 	}
-	append_lower(out, local, len);
+	if (len > 0 && !check_dot_string(local, len, rule->allowed)) {
+		*error_r = rule->bad_error;
+		goto out;
+	}
+	if (rule->lower_local)
+		append_lower(out, local, len);
+	else
+		buf_append(out, local, len);
 	buf_append_byte(out, '@');
 	buf_append(out, domain.data, domain.len);
+	rc = 0;
+out:
 	buf_free(&domain);
-	return 0;
-fail:
-	buf_free(&domain);
-	return -1;
+	return rc;
+}
+
+int dir_check_user(const char *address, struct buf *out, const char **error_r)
+{
+	static const char bad[] = "a user name is 1 to 64 letters, digits, '.', '-' and '_' (no leading, "
+				  "trailing or double '.')";
+	static const struct address_rule rule = {
+		.allowed = is_user_char, .lower_local = true, .empty_error = bad, .bad_error = bad,
+	};
+	return check_address(address, &rule, out, error_r);
 }
 
 int dir_check_alias(const char *address, struct buf *out, const char **error_r)
 {
-	struct buf domain = BUF_INIT;
-	const char *local;
-	size_t len;
-
-	buf_reset(out);
-	if (split_check(address, &domain, &local, &len, error_r) < 0)
-		goto fail;
-	if (len > 0 && !check_dot_string(local, len, is_atext)) {
-		*error_r = "bad local part (an alias is local@domain, or @domain for the catch-all)";
-		goto fail;
-	}
-	append_lower(out, local, len);
-	buf_append_byte(out, '@');
-	buf_append(out, domain.data, domain.len);
-	buf_free(&domain);
-	return 0;
-fail:
-	buf_free(&domain);
-	return -1;
+	static const struct address_rule rule = {
+		.allowed = is_atext, .empty_local_ok = true, .lower_local = true,
+		.bad_error = "bad local part (an alias is local@domain, or @domain for the catch-all)",
+	};
+	return check_address(address, &rule, out, error_r);
 }
 
 int dir_check_target(const char *address, struct buf *out, const char **error_r)
 {
-	struct buf domain = BUF_INIT;
-	const char *local;
-	size_t len;
-
-	buf_reset(out);
-	if (split_check(address, &domain, &local, &len, error_r) < 0)
-		goto fail;
-	if (len == 0) {
-		*error_r = "a target is a whole address, local@domain";
-		goto fail;
-	}
-	if (!check_dot_string(local, len, is_atext)) {
-		*error_r = "bad local part in target";
-		goto fail;
-	}
-	buf_append(out, local, len);
-	buf_append_byte(out, '@');
-	buf_append(out, domain.data, domain.len);
-	buf_free(&domain);
-	return 0;
-fail:
-	buf_free(&domain);
-	return -1;
+	static const struct address_rule rule = {
+		.allowed = is_atext, .empty_error = "a target is a whole address, local@domain",
+		.bad_error = "bad local part in target",
+	};
+	return check_address(address, &rule, out, error_r);
 }
 
 char *dir_maildir_path(const char *mail_root, const char *mailbox)

@@ -24,27 +24,35 @@ int dir_fsync(const char *dir)
 	return rc;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len, int mode)
+int fd_write_all(int fd, const void *data, size_t len)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	char *copy = xstrdup(path);
 	const char *p = data;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-	int saved;
 
-	if (fd < 0)
-		goto fail;
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			goto fail_close;
+			return -1;
 		}
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, int mode)
+{
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *copy = xstrdup(path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	int saved;
+
+	if (fd < 0)
+		goto fail;
+	if (fd_write_all(fd, data, len) < 0)
+		goto fail_close;
 	if (fsync(fd) < 0 || close(fd) < 0) {
 		fd = -1;
 		goto fail_unlink;

@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* fd_write_all - write the whole buffer to a file descriptor (retrying
+ * short writes and EINTR); 0, or -1 with errno. */
+int fd_write_all(int fd, const void *data, size_t len);
+
 /* file_write_atomic - write data to path via a temporary file in the same
  * directory: write, fsync, rename, fsync the directory. -1 with errno. */
 int file_write_atomic(const char *path, const void *data, size_t len, int mode);

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "maildir.h"
 #include "../libutil/buf.h"
+#include "../libutil/fileutil.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
 
@@ -487,25 +488,6 @@ static int sum_maildir(struct maildir *md, int64_t *bytes, int64_t *count)
 	return 0;
 }
 
-/* write_all - the whole buffer, or -1 with errno. */
-static int write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static unsigned long name_counter;
 
 /* create_tmp - a new file in tmp/ with a unique name; -1 with errno. */
@@ -552,7 +534,7 @@ int maildir_quota_recalc(struct maildir *md, int64_t limit, struct maildir_usage
 	fd = create_tmp(md, "localhost", ".maildirsize", &name);
 	if (fd < 0)
 		goto fail;
-	if (write_all(fd, text, strlen(text)) < 0) {
+	if (fd_write_all(fd, text, strlen(text)) < 0) {
 		saved = errno;
 		close(fd);
 		errno = saved;
@@ -758,7 +740,7 @@ static int copy_content(int fd, const struct maildir_msg *msg, const char *deliv
 		room = buf_reserve(&out, (size_t)n + 1);
 		out.len += n > 0 ? maildir_lf_convert(&lf, in, (size_t)n, room) : maildir_lf_finish(&lf, room);
 		if (out.len >= COPY_CHUNK || n == 0) {
-			if (write_all(fd, out.data, out.len) < 0) {
+			if (fd_write_all(fd, out.data, out.len) < 0) {
 				saved = errno;
 				*error_r = xasprintf("write: %s", strerror(saved));
 				goto fail;
@@ -860,28 +842,34 @@ static bool delivered_before(struct maildir *md, const char *queue_id)
  * trim the oldest half when the record grows too big. */
 static int record_delivery(struct maildir *md, const char *queue_id, const char *file)
 {
-	size_t len;
-	char *text = read_delivered(md, &len);
 	char *line = xasprintf("%s %s\n", queue_id, file);
-	int fd, rc = 0;
+	int fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	struct stat st;
+	int rc;
 
-	if (len + strlen(line) > DELIVERED_LOG_MAX) {
-		const char *keep = memchr(text + len / 2, '\n', len - len / 2);
-		size_t klen = keep != NULL ? (size_t)(text + len - keep - 1) : 0;
-
-		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (fd >= 0 && klen > 0)
-			rc = write_all(fd, keep + 1, klen);
-	} else {
-		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	}
-	free(text);
 	if (fd < 0) {
 		free(line);
 		return -1;
 	}
-	if (rc == 0)
-		rc = write_all(fd, line, strlen(line));
+	/* Only a record about to outgrow its limit is read again, to trim. */
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size + strlen(line) > DELIVERED_LOG_MAX) {
+		size_t len;
+		char *text = read_delivered(md, &len);
+		const char *keep = memchr(text + len / 2, '\n', len - len / 2);
+		size_t klen = keep != NULL ? (size_t)(text + len - keep - 1) : 0;
+
+		close(fd);
+		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+		rc = fd < 0 || (klen > 0 && fd_write_all(fd, keep + 1, klen) < 0) ? -1 : 0;
+		free(text);
+		if (rc < 0) {
+			if (fd >= 0)
+				close(fd);
+			free(line);
+			return -1;
+		}
+	}
+	rc = fd_write_all(fd, line, strlen(line));
 	if (rc == 0)
 		rc = fsync(fd);
 	close(fd);

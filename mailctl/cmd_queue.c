@@ -17,8 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#define QCTL_PROTOCOL "qmgr-control"
-#define QCTL_TIMEOUT_MS 30000
 #define QCTL_LIST_MAX 10000
 #define QCTL_RCPT_MAX 10000
 
@@ -37,46 +35,6 @@ static char *dup_field(const struct ipc_msg *msg, const char *name)
 	const char *v = ipc_get_str(msg, name);
 
 	return xstrdup(v != NULL ? v : "");
-}
-
-/* qctl_connect - the control socket of the running qmgr; NULL and the
- * exit code (having said why) when it cannot be reached. */
-static struct ipc_conn *qctl_connect(struct mailctl *ctl, int *exit_r)
-{
-	struct yb_params params;
-	char *error = NULL;
-	char *path;
-	struct ipc_conn *conn;
-
-	if (params_load(&params, ctl->config_dir, &error) < 0) {
-		mailctl_error("%s", error);
-		free(error);
-		*exit_r = MAILCTL_FAIL;
-		return NULL;
-	}
-	path = xasprintf("%s/private/qmgr-control", params.queue_directory);
-	conf_free(&params_table, &params);
-	errno = 0;
-	conn = ipc_conn_open(path, QCTL_PROTOCOL, QCTL_TIMEOUT_MS, &error);
-	if (conn == NULL) {
-		int saved = errno;
-
-		if (saved == ENOENT || saved == ECONNREFUSED) {
-			*exit_r = MAILCTL_NOT_RUNNING;
-			mailctl_error("the queue manager is not running (no qmgr at %s)", path);
-		} else if (saved == EACCES || saved == EPERM) {
-			*exit_r = MAILCTL_NOPERM;
-			mailctl_error("permission denied: %s: run mailctl as root", path);
-		} else {
-			*exit_r = MAILCTL_FAIL;
-			mailctl_error("%s", error);
-		}
-		free(error);
-		free(path);
-		return NULL;
-	}
-	free(path);
-	return conn;
 }
 
 /* qctl_exchange - send req (built with ipc_begin, "req" added here) and
@@ -212,7 +170,7 @@ int cmd_queue_list(struct mailctl *ctl)
 			}
 		}
 	}
-	conn = qctl_connect(ctl, &code);
+	conn = mailctl_open(ctl, ENDPOINT_QMGR, CONNECT_REPORT, &code);
 	if (conn == NULL)
 		return code;
 	ipc_begin(&req);
@@ -355,7 +313,7 @@ int cmd_queue_show(struct mailctl *ctl)
 	}
 	if (check_id(id) < 0)
 		return MAILCTL_USAGE;
-	conn = qctl_connect(ctl, &code);
+	conn = mailctl_open(ctl, ENDPOINT_QMGR, CONNECT_REPORT, &code);
 	if (conn == NULL)
 		return code;
 	ipc_begin(&req);
@@ -518,7 +476,7 @@ static int simple(struct mailctl *ctl, const char *cmd, const char *id, const ch
 	struct ipc_msg msg;
 	int code;
 
-	conn = qctl_connect(ctl, &code);
+	conn = mailctl_open(ctl, ENDPOINT_QMGR, CONNECT_REPORT, &code);
 	if (conn == NULL)
 		return code;
 	ipc_begin(&req);

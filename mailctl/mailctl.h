@@ -36,6 +36,13 @@ enum connect_mode {
 	CONNECT_PROBE,            /* print nothing: the caller only asks */
 };
 
+enum control_endpoint { ENDPOINT_MASTER, ENDPOINT_QMGR };
+
+/* mailctl_open - open master's or qmgr's control socket; NULL and the exit
+ * code (not running, no permission, failure), having said why as mode says. */
+struct ipc_conn *mailctl_open(struct mailctl *ctl, enum control_endpoint which, enum connect_mode mode,
+			      int *exit_r);
+
 /* mailctl_connect - open the control socket of the running master.
  * Returns NULL and the exit code to use (not running, no permission,
  * failure), having printed why as mode says. */

@@ -72,6 +72,9 @@ struct qmgr {
 /* qmgr_enqueue.c */
 void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx);
 void qmgr_commit_soon(struct qmgr *q);
+/* qmgr_reply_after_commit - answer {status="ok"} (or the commit's error)
+ * to req once everything staged so far is durable. */
+void qmgr_reply_after_commit(struct qmgr *q, struct ipc_peer *peer, int64_t req);
 void qmgr_on_commit(int fd, short what, void *arg);
 
 /* qmgr_deliver.c */

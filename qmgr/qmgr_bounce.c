@@ -57,8 +57,6 @@ static int write_content(const char *id, const struct buf *text, char **error_r)
 {
 	char path[64];
 	int fd;
-	const uint8_t *p = text->data;
-	size_t left = text->len;
 
 	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, id);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -66,19 +64,11 @@ static int write_content(const char *id, const struct buf *text, char **error_r)
 		*error_r = xasprintf("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			*error_r = xasprintf("%s: %s", path, strerror(errno));
-			close(fd);
-			unlink(path);
-			return -1;
-		}
-		p += n;
-		left -= (size_t)n;
+	if (fd_write_all(fd, text->data, text->len) < 0) {
+		*error_r = xasprintf("%s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
 	}
 	if (fsync(fd) < 0 || close(fd) < 0) {
 		*error_r = xasprintf("%s: %s", path, strerror(errno));

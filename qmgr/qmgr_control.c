@@ -40,20 +40,6 @@ static struct qmgr_active *find_active(struct qmgr *q, const char *id)
 	return NULL;
 }
 
-/* reply_after_commit - answer {status="ok"} (or the commit's error) once
- * what was staged is durable. */
-static void reply_after_commit(struct qmgr *q, struct ipc_peer *peer, int64_t req)
-{
-	struct qmgr_ack *a = xnew(struct qmgr_ack);
-
-	ipc_peer_ref(peer);
-	a->peer = peer;
-	a->req = req;
-	a->next = q->acks;
-	q->acks = a;
-	qmgr_commit_soon(q);
-}
-
 static const char *summary(struct qmgr *q, const struct queue_envelope *e)
 {
 	bool deferred = false, pending = false;
@@ -318,7 +304,7 @@ static void do_change(struct qmgr *q, struct ipc_peer *peer, int64_t req, const 
 		reply_error(peer, req, "queue write failed");
 		return;
 	}
-	reply_after_commit(q, peer, req);
+	qmgr_reply_after_commit(q, peer, req);
 }
 
 void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx)
@@ -368,7 +354,7 @@ void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 			return;
 		}
 		log_info("queue %s by the operator", flush ? "flushed" : "requeued");
-		reply_after_commit(q, peer, req);
+		qmgr_reply_after_commit(q, peer, req);
 		return;
 	}
 	if (strcmp(cmd, "show") != 0 && strcmp(cmd, "delete") != 0 && strcmp(cmd, "hold") != 0 &&

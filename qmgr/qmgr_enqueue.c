@@ -242,6 +242,11 @@ void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 			 sanitize(safe, sizeof safe, env.sender, strlen(env.sender)), (long long)size, env.rcpt_count);
 	}
 	queue_envelope_free(&env);
+	qmgr_reply_after_commit(q, peer, req);
+}
+
+void qmgr_reply_after_commit(struct qmgr *q, struct ipc_peer *peer, int64_t req)
+{
 	struct qmgr_ack *a = xnew(struct qmgr_ack);
 
 	ipc_peer_ref(peer);

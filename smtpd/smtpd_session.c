@@ -7,6 +7,7 @@
 #include "../libmail/auth_proto.h"
 #include "../libmail/queue_id.h"
 #include "../libmail/smtp_reply.h"
+#include "../libutil/fileutil.h"
 #include "../libutil/ipc_async.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
@@ -408,20 +409,8 @@ static void cb_data_open(void *ctx)
 static int cb_data_write(void *ctx, const void *data, size_t len)
 {
 	struct smtpd_conn *c = ctx;
-	const char *p = data;
 
-	while (len > 0) {
-		ssize_t n = write(c->content_fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return fd_write_all(c->content_fd, data, len);
 }
 
 static void on_enqueued(const struct ipc_msg *reply, const char *error, void *arg)

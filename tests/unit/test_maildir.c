@@ -533,6 +533,63 @@ static void test_two_deliveries(void **state)
 	free(want);
 }
 
+/* deliver_id - deliver text to alice as queue ID id. */
+static enum maildir_outcome deliver_id(struct fx *f, const char *text, const char *id, struct maildir_result *res)
+{
+	int fd = content_fd(text, strlen(text));
+	struct maildir_msg m = msg_for(fd, "alice@example.org", 0);
+	enum maildir_outcome o;
+
+	m.queue_id = id;
+	o = maildir_deliver(f->root_fd, &m, res);
+	close(fd);
+	return o;
+}
+
+/* A repeat of a delivered queue ID is answered "already delivered" without
+ * a second copy; once its file is gone (read and deleted, or never renamed
+ * in), the ID delivers again. The record is trimmed past its size limit
+ * and still recognises the newest deliveries. */
+static void test_repeat_delivery(void **state)
+{
+	struct fx *f = *state;
+	struct maildir_result r;
+	char id[32], path[600];
+
+	assert_int_equal(deliver_id(f, "one\r\n", "0660E1000000000000010001", &r), MAILDIR_OK);
+	assert_string_equal(r.text, "delivered to maildir");
+	assert_int_equal(deliver_id(f, "one\r\n", "0660E1000000000000010001", &r), MAILDIR_OK);
+	assert_string_equal(r.text, "already delivered to maildir");
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 1);
+	assert_int_equal(count_dir(f, MBOX "/tmp", NULL), 0);
+
+	/* the file is gone: the record alone does not suppress a delivery */
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 1);
+	{
+		char *name = NULL;
+
+		count_dir(f, MBOX "/new", &name);
+		snprintf(path, sizeof path, "%s/new/%s", MBOX, name);
+		assert_int_equal(unlinkat(f->root_fd, path, 0), 0);
+		free(name);
+	}
+	assert_int_equal(deliver_id(f, "one\r\n", "0660E1000000000000010001", &r), MAILDIR_OK);
+	assert_string_equal(r.text, "delivered to maildir");
+
+	/* past 64 KiB of record the oldest half goes; recent IDs still count */
+	for (int i = 0; i < 1200; i++) {
+		snprintf(id, sizeof id, "0660E10000000000000%05d", i);
+		assert_int_equal(deliver_id(f, "x\r\n", id, &r), MAILDIR_OK);
+	}
+	struct stat st;
+
+	snprintf(path, sizeof path, "%s/.yubin-delivered", MBOX);
+	assert_int_equal(fstatat(f->root_fd, path, &st, 0), 0);
+	assert_true(st.st_size <= 65536);
+	assert_int_equal(deliver_id(f, "x\r\n", id, &r), MAILDIR_OK);
+	assert_string_equal(r.text, "already delivered to maildir");
+}
+
 /* ---- quota -------------------------------------------------------------- */
 
 static void test_quota_refusal(void **state)
@@ -895,6 +952,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deliver, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_null_sender_and_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_large, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repeat_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_deliveries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_refusal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_recalc, setup, teardown),
