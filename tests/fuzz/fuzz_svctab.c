@@ -118,7 +118,9 @@ static void check_entry(const struct svc_table *t, const struct svc_entry *e)
 			CHECK(host == NULL || host[0] != '\0');
 			free(host);
 		} else {
-			CHECK(a[0] == '/' || (strchr(a, '/') == NULL && valid_name(a)));
+			/* an absolute path, a plain name (private/), or public/NAME */
+			CHECK(a[0] == '/' || (strchr(a, '/') == NULL && valid_name(a)) ||
+			      (strncmp(a, "public/", 7) == 0 && strchr(a + 7, '/') == NULL && valid_name(a + 7)));
 			CHECK(strlen(a) < 100);
 		}
 	}
