@@ -703,6 +703,8 @@ typedef int scan_consumer_fn(struct queue_envelope *e, void *arg);
 struct scan_ctx {
 	scan_consumer_fn *fn;
 	void *arg;
+	queue_store_skip_fn *skip; /* may pass a record over before decoding */
+	void *skip_arg;
 };
 
 /* scan_one - decode one record for a scan and hand it to the caller's fn;
@@ -723,6 +725,14 @@ static int scan_one(const char *id, size_t id_len, const uint8_t *rec, size_t le
 			 sanitize(safe, sizeof safe, id, id_len));
 		return 0;
 	}
+	if (ctx->skip != NULL) {
+		char idz[QUEUE_ID_SIZE];
+
+		memcpy(idz, id, id_len);
+		idz[id_len] = '\0';
+		if (ctx->skip(idz, ctx->skip_arg))
+			return 0;
+	}
 	if (queue_record_decode(rec, len, &e, &reason) < 0) {
 		log_warn("queue store: record %.*s skipped: %s", (int)id_len, id, reason);
 		free(reason);
@@ -738,10 +748,10 @@ static int scan_one(const char *id, size_t id_len, const uint8_t *rec, size_t le
 	return rc != 0 ? 1 : 0;
 }
 
-static int scan(struct queue_store *q, enum queue_scan_order order, long long now, scan_consumer_fn *fn, void *arg,
-		char **error_r)
+static int scan(struct queue_store *q, enum queue_scan_order order, long long now, queue_store_skip_fn *skip,
+		void *skip_arg, scan_consumer_fn *fn, void *arg, char **error_r)
 {
-	struct scan_ctx ctx = { fn, arg };
+	struct scan_ctx ctx = { fn, arg, skip, skip_arg };
 	int rc;
 
 	if (usable(q, error_r) < 0)
@@ -771,15 +781,15 @@ int queue_store_foreach(struct queue_store *q, queue_store_foreach_fn *fn, void 
 {
 	struct caller_fn c = { fn, arg };
 
-	return scan(q, QUEUE_SCAN_BY_ID, 0, call_caller, &c, error_r);
+	return scan(q, QUEUE_SCAN_BY_ID, 0, NULL, NULL, call_caller, &c, error_r);
 }
 
-int queue_store_foreach_due(struct queue_store *q, long long now, queue_store_foreach_fn *fn, void *arg,
-			    char **error_r)
+int queue_store_foreach_due(struct queue_store *q, long long now, queue_store_skip_fn *skip, void *skip_arg,
+			    queue_store_foreach_fn *fn, void *arg, char **error_r)
 {
 	struct caller_fn c = { fn, arg };
 
-	return scan(q, QUEUE_SCAN_BY_DUE, now, call_caller, &c, error_r);
+	return scan(q, QUEUE_SCAN_BY_DUE, now, skip, skip_arg, call_caller, &c, error_r);
 }
 
 struct due_ctx {
@@ -814,7 +824,7 @@ int queue_store_due(struct queue_store *q, long long now, size_t max, struct que
 		return -1;
 	if (max == 0)
 		return 0;
-	if (scan(q, QUEUE_SCAN_BY_DUE, now, due_collect, &ctx, error_r) < 0) {
+	if (scan(q, QUEUE_SCAN_BY_DUE, now, NULL, NULL, due_collect, &ctx, error_r) < 0) {
 		queue_envelope_list_free(&ctx.list, ctx.count);
 		return -1;
 	}

@@ -183,10 +183,13 @@ typedef int queue_store_foreach_fn(const struct queue_envelope *e, void *arg);
 int queue_store_foreach(struct queue_store *q, queue_store_foreach_fn *fn, void *arg, char **error_r);
 
 /* queue_store_foreach_due - like queue_store_due, but calls fn for each
- * due envelope in order until fn returns non-zero: lets the caller skip
- * envelopes it already has in flight without a limit on how many. */
-int queue_store_foreach_due(struct queue_store *q, long long now, queue_store_foreach_fn *fn, void *arg,
-			    char **error_r);
+ * due envelope in order until fn returns non-zero. skip (may be NULL) is
+ * asked about each ID first: a true answer passes the record over without
+ * decoding it, which keeps a scan cheap when most due envelopes are
+ * already in the caller's hands. */
+typedef bool queue_store_skip_fn(const char *id, void *arg);
+int queue_store_foreach_due(struct queue_store *q, long long now, queue_store_skip_fn *skip, void *skip_arg,
+			    queue_store_foreach_fn *fn, void *arg, char **error_r);
 
 /* queue_store_checkpoint - periodic maintenance (BDB: checkpoint, which
  * lets old log files go); cheap when nothing changed. Call it each minute. */

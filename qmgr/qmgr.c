@@ -92,5 +92,6 @@ int main(int argc, char **argv)
 	int rc = service_main(argc, argv, &desc);
 
 	queue_store_close(&qmgr.store);
+	free(qmgr.fresh);
 	return rc;
 }

@@ -67,6 +67,11 @@ struct qmgr {
 	struct qmgr_active *active_hash[QMGR_ACTIVE_BUCKETS];
 	size_t active_count;
 	struct qmgr_unlink *unlinks; /* content files to remove after the commit */
+	/* Envelopes enqueued since the last commit: started as soon as it
+	 * succeeds, without a scan of the queue for each commit. */
+	struct queue_envelope *fresh;
+	size_t fresh_count, fresh_cap;
+	bool rescan;               /* the next commit made other mail due: scan */
 };
 
 /* qmgr_enqueue.c */
@@ -79,6 +84,9 @@ void qmgr_on_commit(int fd, short what, void *arg);
 
 /* qmgr_deliver.c */
 void qmgr_scan_soon(struct qmgr *q);
+/* qmgr_start_fresh - start delivering a just-committed envelope (ownership
+ * moves); when too much is in flight it is left for the periodic scan. */
+void qmgr_start_fresh(struct qmgr *q, struct queue_envelope *env);
 void qmgr_on_scan(int fd, short what, void *arg);
 long long qmgr_backoff(const struct yb_params *p, int attempts);
 

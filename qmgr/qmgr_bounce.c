@@ -166,6 +166,7 @@ int qmgr_bounce(struct qmgr *q, const struct queue_envelope *env, char **error_r
 		for (size_t i = 0; i < env->rcpt_count; i++)
 			failures |= env->rcpts[i].state == QUEUE_RCPT_FAILED;
 		log_info("%s: sender %s notification: %s", env->id, failures ? "non-delivery" : "delivery status", id);
+		q->rescan = true; /* deliver the notification after the commit */
 	}
 	return rc;
 }

@@ -304,6 +304,7 @@ static void do_change(struct qmgr *q, struct ipc_peer *peer, int64_t req, const 
 		reply_error(peer, req, "queue write failed");
 		return;
 	}
+	q->rescan = true;
 	qmgr_reply_after_commit(q, peer, req);
 }
 
@@ -354,6 +355,7 @@ void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 			return;
 		}
 		log_info("queue %s by the operator", flush ? "flushed" : "requeued");
+		q->rescan = true;
 		qmgr_reply_after_commit(q, peer, req);
 		return;
 	}

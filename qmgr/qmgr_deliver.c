@@ -369,13 +369,29 @@ static int pick_due(const struct queue_envelope *e, void *arg)
 {
 	struct scan_pick *pick = arg;
 
-	/* Messages already in flight are passed over, not counted: a full
-	 * batch of them must never starve the messages behind. */
-	if (e->held || is_active(pick->q, e->id))
+	/* Messages already in flight were passed over by skip_active. */
+	if (e->held)
 		return 0;
 	pick->list = xreallocarray(pick->list, pick->count + 1, sizeof *pick->list);
 	queue_envelope_copy(&pick->list[pick->count++], e);
 	return pick->count >= QMGR_SCAN_BATCH || pick->q->active_count + pick->count >= QMGR_ACTIVE_MAX;
+}
+
+/* skip_active - messages already in flight are passed over before they
+ * are even decoded, and not counted: a full batch of them must never
+ * starve the messages behind. */
+static bool skip_active(const char *id, void *arg)
+{
+	return is_active(arg, id);
+}
+
+void qmgr_start_fresh(struct qmgr *q, struct queue_envelope *env)
+{
+	if (q->active_count >= QMGR_ACTIVE_MAX || is_active(q, env->id)) {
+		queue_envelope_free(env);
+		return;
+	}
+	start_message(q, env, (long long)time(NULL));
 }
 
 void qmgr_on_scan(int fd, short what, void *arg)
@@ -393,7 +409,7 @@ void qmgr_on_scan(int fd, short what, void *arg)
 		evtimer_add(q->scan_ev, &next);
 		return;
 	}
-	if (queue_store_foreach_due(q->store, now, pick_due, &pick, &error) < 0) {
+	if (queue_store_foreach_due(q->store, now, skip_active, q, pick_due, &pick, &error) < 0) {
 		log_warn("queue scan failed: %s", error);
 		free(error);
 	}

@@ -86,9 +86,21 @@ void qmgr_on_commit(int fd, short what, void *arg)
 			log_warn("%s: cannot remove the content file: %s", u->id, strerror(errno));
 		free(u);
 	}
+	/* Newly queued mail goes straight to delivery, in arrival order; a
+	 * failed commit queued nothing. */
+	for (size_t i = 0; i < q->fresh_count; i++) {
+		if (rc == 0)
+			qmgr_start_fresh(q, &q->fresh[i]);
+		else
+			queue_envelope_free(&q->fresh[i]);
+	}
+	q->fresh_count = 0;
 	if (rc == 0) {
 		log_debug("committed %d envelopes with one flush", count);
-		qmgr_scan_soon(q);
+		if (q->rescan) {
+			q->rescan = false;
+			qmgr_scan_soon(q);
+		}
 	}
 }
 
@@ -241,7 +253,11 @@ void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 		log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", env.id,
 			 sanitize(safe, sizeof safe, env.sender, strlen(env.sender)), (long long)size, env.rcpt_count);
 	}
-	queue_envelope_free(&env);
+	if (q->fresh_count == q->fresh_cap) {
+		q->fresh_cap = q->fresh_cap == 0 ? 64 : size_mul(q->fresh_cap, 2);
+		q->fresh = xreallocarray(q->fresh, q->fresh_cap, sizeof *q->fresh);
+	}
+	q->fresh[q->fresh_count++] = env;
 	qmgr_reply_after_commit(q, peer, req);
 }
 

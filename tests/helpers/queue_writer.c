@@ -279,7 +279,7 @@ static int cmd_check(const char *dir, const char *ackfile)
 	if (in != stdin)
 		fclose(in);
 	if (queue_store_foreach(q, count_fn, &all, &error) < 0 ||
-	    queue_store_foreach_due(q, LLONG_MAX, due_fn, &due, &error) < 0) {
+	    queue_store_foreach_due(q, LLONG_MAX, NULL, NULL, due_fn, &due, &error) < 0) {
 		fprintf(stderr, "queue_writer: %s\n", error);
 		return 2;
 	}

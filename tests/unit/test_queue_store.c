@@ -510,6 +510,13 @@ static void test_next_try_rules(void **state)
 	queue_envelope_free(&e);
 }
 
+/* skip_odd_fn - pass over the envelopes whose test number is odd. */
+static bool skip_odd_fn(const char *id, void *arg)
+{
+	(void)arg;
+	return (queue_id_usec(id) - 1700000000000000LL) % 2 == 1;
+}
+
 static void test_foreach(void **state)
 {
 	struct fixture *f = *state;
@@ -527,8 +534,15 @@ static void test_foreach(void **state)
 
 	/* the due walk, without a limit, stopped by the callback */
 	c.stop_after = 4;
-	assert_int_equal(queue_store_foreach_due(f->q, 995, collect_fn, &c, &error), 0);
+	assert_int_equal(queue_store_foreach_due(f->q, 995, NULL, NULL, collect_fn, &c, &error), 0);
 	assert_string_equal(buf_cstr(&c.ids), "9,8,7,6");
+	buf_free(&c.ids);
+
+	/* skip passes IDs over before they are decoded or shown */
+	c.stop_after = 0;
+	c.count = 0;
+	assert_int_equal(queue_store_foreach_due(f->q, 995, skip_odd_fn, NULL, collect_fn, &c, &error), 0);
+	assert_string_equal(buf_cstr(&c.ids), "8,6");
 	buf_free(&c.ids);
 }
 
@@ -570,7 +584,7 @@ static void test_reentry_refused(void **state)
 	put_new(f->q, 2, 1, 10);
 	commit_ok(f->q);
 	assert_int_equal(queue_store_foreach(f->q, reentry_fn, &r, &error), 0);
-	assert_int_equal(queue_store_foreach_due(f->q, 100, reentry_fn, &r, &error), 0);
+	assert_int_equal(queue_store_foreach_due(f->q, 100, NULL, NULL, reentry_fn, &r, &error), 0);
 	assert_int_equal(r.calls, 4);
 	/* usable again afterwards */
 	put_new(f->q, 3, 1, 10);
