@@ -406,6 +406,7 @@ void local_stop(struct service_ctx *ctx)
 	if (st == NULL)
 		return;
 	ipc_server_free(&st->server);
+	maildir_cache_clear();
 	close(st->cfg.root_fd);
 	free(st);
 	ctx->app = NULL;

@@ -888,7 +888,9 @@ static int rename_noreplace(struct maildir *md, const char *name, const char *fi
 	return renameat(md->tmp_fd, name, md->new_fd, final);
 }
 
-enum maildir_outcome maildir_deliver(int root_fd, const struct maildir_msg *msg, struct maildir_result *res)
+/* deliver_once - one try; *kept_r tells whether a kept Maildir was used. */
+static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *msg, bool fresh, bool *kept_r,
+					 struct maildir_result *res)
 {
 	char local[MAILDIR_LOCAL_MAX + 1], domain[MAILDIR_DOMAIN_MAX + 1];
 	char *delivered_to = NULL, *name = NULL, *final = NULL, *error = NULL;
@@ -905,7 +907,7 @@ enum maildir_outcome maildir_deliver(int root_fd, const struct maildir_msg *msg,
 		return result(res, MAILDIR_PERM, "5.1.1", "bad mailbox name: %s", reason);
 	if (fstat(msg->content_fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return result(res, MAILDIR_TEMP, "4.3.0", "message content is not a regular file");
-	if (maildir_open(root_fd, domain, local, true, &md, &error) < 0) {
+	if (maildir_open_cached(root_fd, domain, local, fresh, &md, kept_r, &error) < 0) {
 		result(res, MAILDIR_TEMP, errno_dsn(errno), "%s", error);
 		free(error);
 		return res->outcome;
@@ -1014,6 +1016,21 @@ out:
 	free(final);
 	free(name);
 	free(delivered_to);
-	maildir_close(&md);
+	/* A failure a fresh open might cure: do not keep this Maildir. */
+	if (res->outcome == MAILDIR_TEMP && md != NULL)
+		maildir_forget(md);
+	else
+		maildir_release(&md);
+	return res->outcome;
+}
+
+enum maildir_outcome maildir_deliver(int root_fd, const struct maildir_msg *msg, struct maildir_result *res)
+{
+	bool kept = false;
+
+	/* A kept Maildir that failed may be stale (a directory below it was
+	 * replaced since): one more try with everything opened afresh. */
+	if (deliver_once(root_fd, msg, false, &kept, res) == MAILDIR_TEMP && kept)
+		deliver_once(root_fd, msg, true, &kept, res);
 	return res->outcome;
 }

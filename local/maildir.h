@@ -90,6 +90,18 @@ int maildir_open(int root_fd, const char *domain, const char *local, bool create
 		 struct maildir **md_r, char **error_r);
 void maildir_close(struct maildir **md);
 
+/* maildir_open_cached - maildir_open(create) through the per-process
+ * cache of recently used Maildirs (maildir_cache.c): *kept_r says whether
+ * a kept one was reused; fresh: never reuse, open anew (and keep that).
+ * Hand the Maildir back with maildir_release when done, or with
+ * maildir_forget after a failure that a fresh open might cure. */
+int maildir_open_cached(int root_fd, const char *domain, const char *local, bool fresh, struct maildir **md_r,
+			bool *kept_r, char **error_r);
+void maildir_release(struct maildir **md);
+void maildir_forget(struct maildir *md);
+/* maildir_cache_clear - close every kept Maildir (at exit, in tests). */
+void maildir_cache_clear(void);
+
 /* maildir_deliver - deliver msg into the Maildir of msg->mailbox below
  * root_fd (created on first delivery); fills every field of *res and
  * returns res->outcome. */

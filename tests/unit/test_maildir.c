@@ -63,6 +63,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
+	maildir_cache_clear();
 	close(f->root_fd);
 	/* The tree below root, then root itself through unit.h. */
 	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
@@ -533,6 +534,33 @@ static void test_two_deliveries(void **state)
 	free(want);
 }
 
+/* A Maildir kept open from the last delivery is used again only while its
+ * path still leads to it: after it is renamed away, or its tmp/ removed,
+ * the next delivery lands where the path now leads. */
+static void test_kept_maildir_revalidated(void **state)
+{
+	struct fx *f = *state;
+	struct maildir_result r;
+	char *from, *to;
+
+	assert_int_equal(deliver_text(f, "one\r\n", 0, false, &r), MAILDIR_OK);
+	from = path_in(f, MBOX);
+	to = path_in(f, MBOX ".old");
+	assert_int_equal(rename(from, to), 0);
+	assert_int_equal(deliver_text(f, "two\r\n", 0, false, &r), MAILDIR_OK);
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 1);
+	assert_int_equal(count_dir(f, MBOX ".old/new", NULL), 1);
+	free(from);
+	free(to);
+
+	from = path_in(f, MBOX "/tmp");
+	assert_int_equal(rmdir(from), 0);
+	assert_int_equal(deliver_text(f, "three\r\n", 0, false, &r), MAILDIR_OK);
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 2);
+	assert_int_equal(count_dir(f, MBOX "/tmp", NULL), 0);
+	free(from);
+}
+
 /* deliver_id - deliver text to alice as queue ID id. */
 static enum maildir_outcome deliver_id(struct fx *f, const char *text, const char *id, struct maildir_result *res)
 {
@@ -954,6 +982,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deliver_large, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeat_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_deliveries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_maildir_revalidated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_refusal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_recalc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_query, setup, teardown),
