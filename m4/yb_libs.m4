@@ -22,6 +22,11 @@ $6])
 ])
 
 AC_DEFUN([YB_LIBRARIES], [
+  # Threads (libutil/fileop_pool.c): in libc on current glibc, -lpthread
+  # elsewhere; added to LIBS for every program.
+  AC_CHECK_HEADER([pthread.h], [], [AC_MSG_ERROR([pthread.h not found: install the Debian package libc6-dev])])
+  AC_SEARCH_LIBS([pthread_create], [pthread], [],
+    [AC_MSG_ERROR([no POSIX threads: install the Debian package libc6-dev])])
   YB_PKG([OPENSSL], [openssl >= 3.0], [libssl-dev])
   YB_PKG([LIBEVENT], [libevent >= 2.1 libevent_openssl >= 2.1], [libevent-dev])
   YB_PKG([SASL], [libsasl2], [libsasl2-dev])

@@ -4,6 +4,7 @@
  * ones with back-off, and bounces the failures. See PROTOCOL.md. */
 #include "config.h"
 #include "qmgr.h"
+#include "../libutil/fileop_pool.h"
 #include "../libmail/auth_proto.h"
 #include "../libmail/params.h"
 #include "../libutil/fileutil.h"
@@ -54,6 +55,8 @@ static int qmgr_post_jail(struct service_ctx *ctx, char **error_r)
 	q->commit_ev = event_new(ctx->base, -1, 0, qmgr_on_commit, q);
 	q->scan_ev = event_new(ctx->base, -1, 0, qmgr_on_scan, q);
 	q->sweep_ev = event_new(ctx->base, -1, 0, qmgr_on_sweep, q);
+	/* One thread: removals take the content directory's lock anyway. */
+	q->fileops = fileop_pool_new(ctx->base, 1);
 	qmgr_on_sweep(-1, 0, q);
 	/* Whatever was queued before a restart is due now. */
 	qmgr_scan_soon(q);
@@ -74,6 +77,7 @@ static void qmgr_stop(struct service_ctx *ctx)
 	 * simply retried after the restart. */
 	if (qmgr.acks != NULL)
 		qmgr_on_commit(-1, 0, &qmgr);
+	fileop_pool_free(&qmgr.fileops); /* the removals already asked for are made */
 	event_base_loopbreak(ctx->base);
 }
 

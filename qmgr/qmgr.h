@@ -10,6 +10,7 @@
 #include "../libutil/ipc.h"
 
 struct event;
+struct fileop_pool;
 struct ipc_async;
 struct ipc_peer;
 struct ipc_server;
@@ -67,6 +68,7 @@ struct qmgr {
 	struct qmgr_active *active_hash[QMGR_ACTIVE_BUCKETS];
 	size_t active_count;
 	struct qmgr_unlink *unlinks; /* content files to remove after the commit */
+	struct fileop_pool *fileops; /* removes them off the event loop */
 	/* Envelopes enqueued since the last commit: started as soon as it
 	 * succeeds, without a scan of the queue for each commit. */
 	struct queue_envelope *fresh;

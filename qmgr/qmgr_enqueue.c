@@ -6,6 +6,7 @@
 #include "config.h"
 #include "qmgr.h"
 #include "../libmail/queue_id.h"
+#include "../libutil/fileop_pool.h"
 #include "../libutil/ipc_server.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
@@ -40,6 +41,17 @@ void qmgr_commit_soon(struct qmgr *q)
 	 * every request that arrived in this turn shares the commit. */
 	if (!event_pending(q->commit_ev, EV_TIMEOUT, NULL))
 		event_active(q->commit_ev, EV_TIMEOUT, 0);
+}
+
+/* on_content_removed - a content file removal (on the pool's thread) is
+ * done; unlink's file-system lock waits happen there, not in this loop. */
+static void on_content_removed(int err, void *arg)
+{
+	struct qmgr_unlink *u = arg;
+
+	if (err != 0 && err != ENOENT)
+		log_warn("%s: cannot remove the content file: %s", u->id, strerror(err));
+	free(u);
 }
 
 void qmgr_on_commit(int fd, short what, void *arg)
@@ -82,9 +94,12 @@ void qmgr_on_commit(int fd, short what, void *arg)
 
 		q->unlinks = u->next;
 		snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, u->id);
-		if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
-			log_warn("%s: cannot remove the content file: %s", u->id, strerror(errno));
-		free(u);
+		if (rc != 0)
+			free(u);
+		else if (q->fileops != NULL)
+			fileop_unlink(q->fileops, path, on_content_removed, u);
+		else /* stopping */
+			on_content_removed(unlink(path) < 0 ? errno : 0, u);
 	}
 	/* Newly queued mail goes straight to delivery, in arrival order; a
 	 * failed commit queued nothing. */

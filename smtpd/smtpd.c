@@ -7,6 +7,7 @@
 #include "config.h"
 #include "smtpd.h"
 #include "../libmail/auth_proto.h"
+#include "../libutil/fileop_pool.h"
 #include "../libutil/ipc_async.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
@@ -51,6 +52,7 @@ static int smtpd_post_jail(struct service_ctx *ctx, char **error_r)
 	d->auth = ipc_async_new(ctx->base, SMTPD_AUTH_SOCKET, AUTH_PROTOCOL, 30);
 	d->qmgr = ipc_async_new(ctx->base, SMTPD_QMGR_SOCKET, "qmgr-enqueue", 60);
 	d->local = ipc_async_new(ctx->base, SMTPD_LOCAL_SOCKET, "local-deliver", 30);
+	d->fileops = fileop_pool_new(ctx->base, SMTPD_SYNC_THREADS);
 	return 0;
 }
 

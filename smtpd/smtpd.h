@@ -6,6 +6,7 @@
 #include "../libmail/smtp_server.h"
 
 struct event_base;
+struct fileop_pool;
 struct ipc_async;
 struct service_ctx;
 
@@ -14,6 +15,10 @@ struct service_ctx;
 #define SMTPD_AUTH_SOCKET "private/auth"
 #define SMTPD_QMGR_SOCKET "private/qmgr"
 #define SMTPD_LOCAL_SOCKET "private/local"
+/* Threads that fsync content files, so that one slow disk flush does not
+ * stall the other sessions of the process; concurrent flushes also let
+ * the file system combine them. */
+#define SMTPD_SYNC_THREADS 4
 
 struct smtpd {
 	struct service_ctx *svc;
@@ -22,6 +27,7 @@ struct smtpd {
 	struct ipc_async *auth;
 	struct ipc_async *qmgr;
 	struct ipc_async *local;
+	struct fileop_pool *fileops;
 	struct smtpd_conn *conns;  /* open connections (for shutdown) */
 	/* Pickup mode (the master.conf service named "pickup", on
 	 * public/pickup): local submission from the sendmail command. The

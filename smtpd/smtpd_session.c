@@ -7,6 +7,7 @@
 #include "../libmail/auth_proto.h"
 #include "../libmail/queue_id.h"
 #include "../libmail/smtp_reply.h"
+#include "../libutil/fileop_pool.h"
 #include "../libutil/fileutil.h"
 #include "../libutil/ipc_async.h"
 #include "../libutil/log.h"
@@ -53,9 +54,10 @@ struct smtpd_conn {
 	int refs;                  /* the connection, and each pending request */
 	bool gone;                 /* socket closed: answers go nowhere */
 	bool closing;              /* close once the output is out */
-	bool enqueueing;           /* waiting for qmgr: do not cut this short */
+	bool enqueueing;           /* syncing the content or waiting for qmgr: do not cut this short */
 	bool shutdown_after;       /* stop requested while enqueueing */
 	int content_fd;
+	off_t content_size;
 	char queue_id[QUEUE_ID_SIZE];
 	struct target *targets;
 	size_t target_count;
@@ -440,30 +442,15 @@ static void on_enqueued(const struct ipc_msg *reply, const char *error, void *ar
 	conn_unref(c);
 }
 
-static void cb_data_close(void *ctx, bool ok)
+/* enqueue - the content is durable: hand the envelope to qmgr, whose
+ * answer (on_enqueued) becomes the reply to the client. */
+static void enqueue(struct smtpd_conn *c, off_t size)
 {
-	struct smtpd_conn *c = ctx;
 	const struct mail_addr *sender = smtp_session_sender(c->s);
 	const struct smtp_mail_params *mp = smtp_session_mail_params(c->s);
 	struct buf req = BUF_INIT;
-	off_t size;
 	char who[300];
 
-	if (!ok) {
-		discard_content(c);
-		return;
-	}
-	size = lseek(c->content_fd, 0, SEEK_END);
-	if (fsync(c->content_fd) < 0 || close(c->content_fd) < 0) {
-		int err = errno;
-
-		log_warn("%s: fsync: %s", c->queue_id, strerror(err));
-		c->content_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		discard_content(c);
-		smtp_session_data_done(c->s, err == ENOSPC || err == EDQUOT ? R_NO_SPACE : R_QUEUE_ERROR, NULL);
-		return;
-	}
-	c->content_fd = -1;
 	snprintf(who, sizeof who, "%s[%s]", c->client_name, c->client_addr);
 	if (c->local)
 		log_info("%s: uid=%lu (%s), from=<%s>", c->queue_id, (unsigned long)c->uid, c->client_name,
@@ -484,10 +471,59 @@ static void cb_data_close(void *ctx, bool ok)
 		ipc_put_str(&req, "rcpt_to", c->targets[i].rcpt_to);
 		ipc_put_int(&req, "notify", c->targets[i].notify);
 	}
-	c->enqueueing = true;
-	c->refs++;
 	ipc_async_request(c->d->qmgr, &req, -1, on_enqueued, c);
 	buf_free(&req);
+}
+
+/* on_content_synced - the fsync ran on a worker thread (a blocking call
+ * here would stall every other session of this process). */
+static void on_content_synced(int err, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	char path[64];
+
+	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+	if (err == 0 && close(c->content_fd) < 0) {
+		err = errno;
+		c->content_fd = -1;
+		unlink(path);
+	}
+	if (err != 0) {
+		log_warn("%s: fsync: %s", c->queue_id, strerror(err));
+		discard_content(c);
+		c->enqueueing = false;
+		if (!c->gone) {
+			smtp_session_data_done(c->s, err == ENOSPC || err == EDQUOT ? R_NO_SPACE : R_QUEUE_ERROR, NULL);
+			if (c->shutdown_after)
+				smtp_session_shutdown(c->s);
+		}
+		conn_unref(c);
+		return;
+	}
+	c->content_fd = -1;
+	if (c->gone) {
+		/* Nobody heard a 250: the client will send it again. */
+		unlink(path);
+		c->enqueueing = false;
+		clear_targets(c);
+		conn_unref(c);
+		return;
+	}
+	enqueue(c, c->content_size); /* the reference moves to the request */
+}
+
+static void cb_data_close(void *ctx, bool ok)
+{
+	struct smtpd_conn *c = ctx;
+
+	if (!ok) {
+		discard_content(c);
+		return;
+	}
+	c->content_size = lseek(c->content_fd, 0, SEEK_END);
+	c->enqueueing = true;
+	c->refs++;
+	fileop_fsync(c->d->fileops, c->content_fd, on_content_synced, c);
 }
 
 /* cb_flow - the engine holds much unprocessed input while it waits for an
