@@ -7,12 +7,19 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <poll.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A descriptor to pass with the frame that starts at stream offset at. */
+struct out_fd {
+	uint64_t at;
+	int fd;                   /* our duplicate; closed once it is sent */
+	struct out_fd *next;
+};
 
 struct pending {
 	int64_t req;
@@ -35,7 +42,9 @@ struct ipc_async {
 	struct event *timer;      /* the oldest request's deadline */
 	struct event *fail_ev;    /* runs failed requests' callbacks, at once */
 	struct buf in;
-	struct buf out;           /* frames not yet written (no fds) */
+	struct buf out;           /* frames not yet written */
+	uint64_t out_start;       /* stream offset of out.data[0] */
+	struct out_fd *fds, **fds_tail; /* descriptors to pass, in stream order */
 	struct pending *head, *tail;
 	struct pending *failed;   /* callbacks to run from the timer */
 	char *failed_error;
@@ -62,6 +71,15 @@ static void disconnect(struct ipc_async *c, const char *error)
 	c->greeted = false;
 	buf_reset(&c->in);
 	buf_reset(&c->out);
+	c->out_start = 0;
+	while (c->fds != NULL) {
+		struct out_fd *f = c->fds;
+
+		c->fds = f->next;
+		close(f->fd);
+		free(f);
+	}
+	c->fds_tail = &c->fds;
 	if (c->head != NULL) {
 		struct pending **end = &c->failed;
 
@@ -77,10 +95,60 @@ static void disconnect(struct ipc_async *c, const char *error)
 	}
 }
 
+/* send_with_fd - send len bytes starting with the frame that carries fd:
+ * the descriptor travels with the first byte sent. */
+static ssize_t send_with_fd(struct ipc_async *c, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = c->out.data, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			    .msg_controllen = sizeof control.buf };
+	struct cmsghdr *cm;
+
+	memset(&control, 0, sizeof control); /* padding goes to the kernel too */
+	cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	return sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* send_some - one send of what is queued, stopping where the next
+ * descriptor's frame begins (that frame goes with its own sendmsg). */
+static ssize_t send_some(struct ipc_async *c)
+{
+	struct out_fd *f = c->fds;
+	size_t len = c->out.len;
+	ssize_t n;
+
+	if (f == NULL || f->at > c->out_start) {
+		if (f != NULL)
+			len = (size_t)(f->at - c->out_start);
+		return send(c->fd, c->out.data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	if (f->next != NULL)
+		len = (size_t)(f->next->at - c->out_start);
+	n = send_with_fd(c, len, f->fd);
+	if (n > 0) {
+		c->fds = f->next;
+		if (c->fds == NULL)
+			c->fds_tail = &c->fds;
+		close(f->fd);
+		free(f);
+	}
+	return n;
+}
+
+/* flush_out - write what the socket takes; the rest waits for on_write.
+ * A full socket is back-pressure, never a reason to block the loop. */
 static void flush_out(struct ipc_async *c)
 {
 	while (c->out.len > 0) {
-		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = send_some(c);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR) {
@@ -91,6 +159,7 @@ static void flush_out(struct ipc_async *c)
 			return;
 		}
 		buf_consume(&c->out, (size_t)n);
+		c->out_start += (uint64_t)n;
 	}
 	event_del(c->write_ev);
 }
@@ -197,54 +266,6 @@ static int connect_server(struct ipc_async *c, char **error_r)
 	return 0;
 }
 
-/* send_with_fd - write out everything queued, then this frame with fd. */
-static int send_with_fd(struct ipc_async *c, const struct buf *frame, int fd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = frame->data, .iov_len = frame->len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-			    .msg_controllen = sizeof control.buf };
-	struct cmsghdr *cm;
-	ssize_t n;
-
-	memset(&control, 0, sizeof control); /* padding goes to the kernel too */
-	cm = CMSG_FIRSTHDR(&m);
-
-	/* The descriptor travels with the frame's first byte; earlier frames
-	 * must be out first. Internal sockets are local and rarely full, so a
-	 * short blocking wait is acceptable here. */
-	if (c->out.len > 0 && fd_write_full(c->fd, c->out.data, c->out.len, 1000) < 0)
-		return -1;
-	buf_reset(&c->out);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-	/* A full socket buffer is back-pressure, not a failure: wait for room
-	 * (bounded by the request timeout) so the descriptor still travels
-	 * with its frame's first byte. */
-	for (time_t give_up = time(NULL) + c->timeout_s;;) {
-		n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
-			break;
-		if (errno == EAGAIN) {
-			struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-
-			if (time(NULL) >= give_up)
-				return -1;
-			poll(&pfd, 1, 1000);
-		}
-	}
-	if (n < 0)
-		return -1;
-	if ((size_t)n < frame->len)
-		buf_append(&c->out, frame->data + n, frame->len - (size_t)n);
-	return 0;
-}
-
 /* run_failed - the callbacks of requests that failed, each exactly once. */
 static void run_failed(struct ipc_async *c)
 {
@@ -290,6 +311,7 @@ struct ipc_async *ipc_async_new(struct event_base *base, const char *path, const
 	c->timeout_s = timeout_s;
 	c->fd = -1;
 	c->next_req = 1;
+	c->fds_tail = &c->fds;
 	c->timer = evtimer_new(base, on_timer, c);
 	c->fail_ev = event_new(base, -1, 0, on_failed, c);
 	return c;
@@ -319,13 +341,21 @@ void ipc_async_request(struct ipc_async *c, struct buf *frame, int pass_fd, ipc_
 		return;
 	}
 	if (pass_fd >= 0) {
-		if (send_with_fd(c, frame, pass_fd) < 0) {
+		/* Our own copy: the caller may close its descriptor at once,
+		 * while the frame waits for room in the socket. */
+		struct out_fd *f = xnew(struct out_fd);
+
+		f->fd = fcntl(pass_fd, F_DUPFD_CLOEXEC, 0);
+		if (f->fd < 0) {
+			free(f);
 			disconnect(c, strerror(errno));
 			return;
 		}
-	} else {
-		buf_append(&c->out, frame->data, frame->len);
+		f->at = c->out_start + c->out.len;
+		*c->fds_tail = f;
+		c->fds_tail = &f->next;
 	}
+	buf_append(&c->out, frame->data, frame->len);
 	flush_out(c);
 	if (c->head == p)
 		schedule_timer(c, c->timeout_s);

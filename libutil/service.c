@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -178,6 +179,20 @@ int service_dir_ensure(const struct service_ctx *ctx, const char *dir, int mode,
 	return dir_ensure(dir, root ? ctx->uid : (uid_t)-1, root ? ctx->gid : (gid_t)-1, mode, error_r);
 }
 
+/* raise_fd_limit - the soft limit on open descriptors up to the hard one:
+ * servers hold one per connection (smtpd) or per message in flight (qmgr),
+ * and the usual soft default of 1024 is a limit for interactive shells. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open file limit: %s", strerror(errno));
+	}
+}
+
 int service_main(int argc, char **argv, const struct service_desc *desc)
 {
 	struct service_run run = { 0 };
@@ -239,6 +254,7 @@ int service_main(int argc, char **argv, const struct service_desc *desc)
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	raise_fd_limit();
 	if (desc->pre_jail != NULL && desc->pre_jail(&run.ctx, &error) < 0)
 		log_fatal("%s", error);
 	if (priv_drop(&target, &error) < 0)

@@ -925,10 +925,17 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 		goto out_unlink;
 	}
 
-	/* From the quota check to the accounting line, deliveries into this
-	 * Maildir take turns. The fsync falls inside: holding the lock a few
-	 * milliseconds longer is cheaper than an fsync for mail that a full
-	 * mailbox then refuses. */
+	/* The message is on disk before the lock is taken: deliveries into
+	 * one busy Maildir then wait for each other only for the bookkeeping
+	 * below, not for each other's data. (An fsync is wasted when a full
+	 * mailbox refuses the message; that is the rare case.) */
+	if (fsync(fd) < 0) {
+		err = errno;
+		result(res, MAILDIR_TEMP, errno_dsn(err), "fsync %s/tmp/%s: %s", md->name, name, strerror(err));
+		goto out_unlink;
+	}
+	/* From the repeat and quota checks to the accounting line,
+	 * deliveries into this Maildir take turns. */
 	while (flock(md->dir_fd, LOCK_EX) < 0 && errno == EINTR)
 		;
 	locked = true;
@@ -951,11 +958,6 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 			result(res, MAILDIR_PERM, "5.2.2", "mailbox full");
 		else
 			result(res, MAILDIR_TEMP, "4.2.2", "mailbox full");
-		goto out_unlink;
-	}
-	if (fsync(fd) < 0) {
-		err = errno;
-		result(res, MAILDIR_TEMP, errno_dsn(err), "fsync %s/tmp/%s: %s", md->name, name, strerror(err));
 		goto out_unlink;
 	}
 	if (close(fd) < 0) {

@@ -179,28 +179,17 @@ static void on_local_reply(const struct ipc_msg *reply, const char *error, void 
 		attempt_done(a);
 }
 
-/* deliver_local - one mailbox: a fresh read-only descriptor of the content
- * for the agent (each delivery reads from offset 0 on its own). */
+/* deliver_local - one mailbox: the agent gets the message's read-only
+ * descriptor (it reads with pread from offset 0, so deliveries of one
+ * message can share it). */
 static void deliver_local(struct attempt *a, const char *mailbox, long long quota)
 {
 	struct qmgr *q = a->act->q;
 	const struct queue_envelope *env = &a->act->env;
 	const struct queue_rcpt *r = &env->rcpts[a->index];
-	char path[64];
 	struct buf req = BUF_INIT;
-	int fd;
 
-	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, env->id);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	a->outstanding++;
-	if (fd < 0) {
-		char *why = xasprintf("cannot open the queued message: %s", strerror(errno));
-
-		record(a, QUEUE_RCPT_DEFERRED, "4.3.0", why);
-		free(why);
-		a->outstanding--;
-		return;
-	}
 	ipc_begin(&req);
 	ipc_put_str(&req, "cmd", "deliver");
 	ipc_put_str(&req, "id", env->id);
@@ -209,8 +198,8 @@ static void deliver_local(struct attempt *a, const char *mailbox, long long quot
 	ipc_put_str(&req, "recipient", r->rcpt_to != NULL && r->rcpt_to[0] != '\0' ? r->rcpt_to : r->address);
 	ipc_put_str(&req, "mailbox", mailbox);
 	ipc_put_int(&req, "quota", quota);
-	ipc_async_request(q->local[q->local_next++ % QMGR_LOCAL_CONNECTIONS], &req, fd, on_local_reply, a);
-	close(fd);
+	ipc_async_request(q->local[q->local_next++ % QMGR_LOCAL_CONNECTIONS], &req, a->act->content_fd,
+			  on_local_reply, a);
 	buf_free(&req);
 }
 
@@ -323,6 +312,13 @@ static void start_message(struct qmgr *q, struct queue_envelope *env, long long 
 	memset(env, 0, sizeof *env);
 	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, act->env.id);
 	act->content_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (act->content_fd < 0 && errno != ENOENT) {
+		/* Out of descriptors, or the like: try again at a later scan. */
+		log_warn("%s: cannot open the content file: %s; delivery postponed", act->env.id, strerror(errno));
+		queue_envelope_free(&act->env);
+		free(act);
+		return;
+	}
 	if (act->content_fd < 0) {
 		/* The envelope outlived its content: that is our bug or an
 		 * operator's rm. Nothing can be delivered; say so loudly. */

@@ -33,6 +33,7 @@ struct fixture {
 	int64_t held_req[4];
 	int held;
 	char passed_text[64];       /* what a passed fd held */
+	int fds_passed;             /* requests that came with a descriptor */
 	char fd_by_word[4][32];     /* "word:yes|no" per request, in order */
 	int requests;
 	/* what the client saw */
@@ -52,8 +53,9 @@ static void handler(struct ipc_peer *peer, int64_t req, const struct ipc_msg *ms
 		snprintf(f->fd_by_word[f->requests++], sizeof f->fd_by_word[0], "%s:%s", word ? word : "?",
 			 fd >= 0 ? "yes" : "no");
 	if (fd >= 0) {
-		ssize_t n = read(fd, f->passed_text, sizeof f->passed_text - 1);
+		ssize_t n = pread(fd, f->passed_text, sizeof f->passed_text - 1, 0);
 
+		f->fds_passed++;
 		f->passed_text[n > 0 ? n : 0] = '\0';
 		close(fd);
 	}
@@ -205,6 +207,45 @@ static void test_passed_descriptor(void **state)
 	run_until(f, 1);
 	assert_string_equal(f->answers[0], "with-fd");
 	assert_string_equal(f->passed_text, "content of the file");
+	ipc_async_free(&c);
+}
+
+/* Many requests with descriptors, faster than the server reads: the
+ * socket fills up, and ipc_async_request queues rather than blocks (the
+ * server runs in this same loop, so a blocking send could only give up).
+ * Every descriptor reaches its own request, and the caller may close its
+ * descriptor right after the call. */
+static void test_descriptors_queue_when_the_socket_is_full(void **state)
+{
+	struct fixture *f = *state;
+	struct ipc_async *c = ipc_async_new(f->base, f->path, "test-proto", 1);
+	char file[] = "/tmp/yb-ipc-fd-XXXXXX";
+	int fd = mkstemp(file);
+	const int n = 3000;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "shared content", 14), 14);
+	for (int i = 0; i < n; i++) {
+		char word[16];
+		int copy = open(file, O_RDONLY | O_CLOEXEC);
+
+		assert_true(copy >= 0);
+		snprintf(word, sizeof word, "w%d", i);
+		request(c, f, word, i % 3 == 2 ? -1 : copy);
+		close(copy);
+	}
+	close(fd);
+	unlink(file);
+	for (int i = 0; i < 20000 && f->replies < n; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	assert_int_equal(f->replies, n);
+	assert_int_equal(f->fds_passed, n - n / 3);
+	assert_string_equal(f->passed_text, "shared content");
+	assert_string_equal(f->fd_by_word[0], "w0:yes");
+	assert_string_equal(f->fd_by_word[2], "w2:no");
+	assert_string_equal(f->fd_by_word[3], "w3:yes");
+	for (int i = 0; i < 8; i++)
+		assert_string_not_equal(f->answers[i], "error");
 	ipc_async_free(&c);
 }
 
@@ -368,6 +409,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_out_of_order_replies_match_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_passed_descriptor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_descriptor_belongs_to_its_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_descriptors_queue_when_the_socket_is_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_server_fails_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_gone_fails_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_not_held_back_by_new_request, setup, teardown),
