@@ -26,6 +26,7 @@ struct service_run {
 	struct event *listen_ev[MASTER_LISTEN_MAX];
 	struct event *status_ev;
 	struct event *term_ev;
+	struct event *resume_ev;  /* ends a pause in accepting */
 	bool status_ok;
 };
 
@@ -45,6 +46,30 @@ void service_client_opened(struct service_ctx *ctx)
 
 	if (ctx->clients++ == 0)
 		send_status(run, MASTER_WORKER_BUSY);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct service_run *run = arg;
+
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < run->ctx.listen_count; i++)
+		if (run->listen_ev[i] != NULL)
+			event_add(run->listen_ev[i], NULL);
+}
+
+void service_pause_accepting(struct service_ctx *ctx, int ms)
+{
+	struct service_run *run = (struct service_run *)ctx;
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	if (run->resume_ev == NULL)
+		run->resume_ev = evtimer_new(ctx->base, on_resume, run);
+	for (int i = 0; i < ctx->listen_count; i++)
+		if (run->listen_ev[i] != NULL)
+			event_del(run->listen_ev[i]);
+	evtimer_add(run->resume_ev, &tv);
 }
 
 void service_client_closed(struct service_ctx *ctx)
@@ -288,6 +313,8 @@ int service_main(int argc, char **argv, const struct service_desc *desc)
 	stop_listening(&run);
 	event_free(run.status_ev);
 	event_free(run.term_ev);
+	if (run.resume_ev != NULL)
+		event_free(run.resume_ev);
 	event_base_free(run.ctx.base);
 	conf_free(desc->conf_table, desc->conf);
 	return 0;

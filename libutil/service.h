@@ -60,6 +60,12 @@ int service_main(int argc, char **argv, const struct service_desc *desc);
 /* service_client_opened / service_client_closed - keep the client count,
  * which drives the busy/idle status and the graceful stop. */
 void service_client_opened(struct service_ctx *ctx);
+
+/* service_pause_accepting - leave new connections on the shared listeners
+ * to the other workers for ms milliseconds. For services whose clients
+ * keep a few long-lived connections each (local): without a pause, the
+ * first worker to wake takes a whole burst of them. */
+void service_pause_accepting(struct service_ctx *ctx, int ms);
 void service_client_closed(struct service_ctx *ctx);
 
 #endif

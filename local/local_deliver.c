@@ -41,6 +41,7 @@
 #define LOCAL_ID_MAX 128
 #define LOCAL_ADDR_MAX 1024
 #define LOCAL_CMD_MAX 16
+#define LOCAL_SPREAD_MS 50 /* after an accept, let other local processes take the next */
 
 struct local_state {
 	struct local_config cfg;
@@ -397,6 +398,9 @@ void local_accept(struct service_ctx *ctx, int fd, int index)
 
 	(void)index;
 	ipc_server_accept(st->server, fd);
+	/* qmgr opens its connections in a burst; deliveries run one at a time
+	 * per process, so each connection should reach a different one. */
+	service_pause_accepting(ctx, LOCAL_SPREAD_MS);
 }
 
 void local_stop(struct service_ctx *ctx)
