@@ -22,12 +22,13 @@
 #include <string.h>
 #include <unistd.h>
 
-enum fileop_kind { FILEOP_FSYNC, FILEOP_UNLINK };
+enum fileop_kind { FILEOP_FSYNC, FILEOP_UNLINK, FILEOP_RECYCLE };
 
 struct fileop {
 	enum fileop_kind kind;
 	int fd;
 	char *path;
+	char *to;     /* FILEOP_RECYCLE */
 	int err;
 	fileop_done_fn *done;
 	void *arg;
@@ -75,6 +76,24 @@ static struct fileop *list_pop(struct fileop_list *l)
 	return op;
 }
 
+/* run - the call itself, on a worker thread: 0 or an errno. */
+static int run(const struct fileop *op)
+{
+	switch (op->kind) {
+	case FILEOP_FSYNC:
+		return fsync(op->fd) < 0 ? errno : 0;
+	case FILEOP_UNLINK:
+		return unlink(op->path) < 0 ? errno : 0;
+	case FILEOP_RECYCLE:
+		if (truncate(op->path, 0) < 0 && errno == ENOENT)
+			return ENOENT;
+		if (rename(op->path, op->to) == 0)
+			return 0;
+		return unlink(op->path) < 0 ? errno : 0;
+	}
+	return EINVAL;
+}
+
 static void *worker(void *arg)
 {
 	struct fileop_pool *p = arg;
@@ -83,7 +102,6 @@ static void *worker(void *arg)
 	for (;;) {
 		struct fileop *op;
 		bool was_empty;
-		int rc;
 
 		while (p->todo.head == NULL && !p->stopping)
 			pthread_cond_wait(&p->work, &p->lock);
@@ -91,8 +109,7 @@ static void *worker(void *arg)
 		if (op == NULL)
 			break; /* stopping, and nothing left to do */
 		pthread_mutex_unlock(&p->lock);
-		rc = op->kind == FILEOP_FSYNC ? fsync(op->fd) : unlink(op->path);
-		op->err = rc < 0 ? errno : 0;
+		op->err = run(op);
 		pthread_mutex_lock(&p->lock);
 		was_empty = p->finished.head == NULL;
 		list_push(&p->finished, op);
@@ -111,6 +128,7 @@ static void *worker(void *arg)
 static void free_op(struct fileop *op)
 {
 	free(op->path);
+	free(op->to);
 	free(op);
 }
 
@@ -189,6 +207,19 @@ void fileop_unlink(struct fileop_pool *p, const char *path, fileop_done_fn *done
 	op->kind = FILEOP_UNLINK;
 	op->fd = -1;
 	op->path = xstrdup(path);
+	op->done = done;
+	op->arg = arg;
+	submit(p, op);
+}
+
+void fileop_recycle(struct fileop_pool *p, const char *path, const char *to, fileop_done_fn *done, void *arg)
+{
+	struct fileop *op = xnew(struct fileop);
+
+	op->kind = FILEOP_RECYCLE;
+	op->fd = -1;
+	op->path = xstrdup(path);
+	op->to = xstrdup(to);
 	op->done = done;
 	op->arg = arg;
 	submit(p, op);

@@ -27,6 +27,11 @@ void fileop_fsync(struct fileop_pool *p, int fd, fileop_done_fn *done, void *arg
 /* fileop_unlink - unlink(path) (path is copied); done may be NULL. */
 void fileop_unlink(struct fileop_pool *p, const char *path, fileop_done_fn *done, void *arg);
 
+/* fileop_recycle - empty the file at path (truncate to 0) and rename it
+ * to `to`; if the rename fails, unlink path instead. err is that of the
+ * rename, or of the unlink after a failed one. */
+void fileop_recycle(struct fileop_pool *p, const char *path, const char *to, fileop_done_fn *done, void *arg);
+
 /* fileop_pool_free - let the workers finish every submitted call, stop
  * them, and free the pool. Callbacks not yet run are dropped. */
 void fileop_pool_free(struct fileop_pool **p);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../libmail/params.h"
+#include "../libmail/queue_layout.h"
 #include "../libmail/queue_store.h"
 #include "../libutil/ipc.h"
 
@@ -18,7 +19,7 @@ struct service_ctx;
 
 /* Paths inside the queue directory (qmgr's working directory, chrooted
  * or not). */
-#define QMGR_CONTENT_DIR "content"
+#define QMGR_CONTENT_DIR QUEUE_CONTENT_DIR
 #define QMGR_STORE_DIR "db"
 #define QMGR_AUTH_SOCKET "private/auth"
 #define QMGR_LOCAL_SOCKET "private/local"

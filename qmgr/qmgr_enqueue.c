@@ -43,8 +43,8 @@ void qmgr_commit_soon(struct qmgr *q)
 		event_active(q->commit_ev, EV_TIMEOUT, 0);
 }
 
-/* on_content_removed - a content file removal (on the pool's thread) is
- * done; unlink's file-system lock waits happen there, not in this loop. */
+/* on_content_removed - a content file was recycled or removed (on the
+ * pool's thread: its file-system lock waits happen there, not here). */
 static void on_content_removed(int err, void *arg)
 {
 	struct qmgr_unlink *u = arg;
@@ -94,12 +94,17 @@ void qmgr_on_commit(int fd, short what, void *arg)
 
 		q->unlinks = u->next;
 		snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, u->id);
-		if (rc != 0)
+		if (rc != 0) {
 			free(u);
-		else if (q->fileops != NULL)
-			fileop_unlink(q->fileops, path, on_content_removed, u);
-		else /* stopping */
+		} else if (q->fileops != NULL) {
+			/* Emptied and kept for smtpd's next message: see queue_layout.h. */
+			char spare[64];
+
+			snprintf(spare, sizeof spare, "%s/%s", QUEUE_SPARE_DIR, u->id);
+			fileop_recycle(q->fileops, path, spare, on_content_removed, u);
+		} else { /* stopping */
 			on_content_removed(unlink(path) < 0 ? errno : 0, u);
+		}
 	}
 	/* Newly queued mail goes straight to delivery, in arrival order; a
 	 * failed commit queued nothing. */

@@ -30,6 +30,8 @@ static int smtpd_pre_jail(struct service_ctx *ctx, char **error_r)
 	}
 	if (strcmp(ctx->service_name, SMTPD_PICKUP_SERVICE) == 0)
 		smtpd_users_load();
+	if (service_dir_ensure(ctx, QUEUE_SPARE_DIR, 0700, error_r) < 0)
+		return -1;
 	return service_dir_ensure(ctx, SMTPD_CONTENT_DIR, 0700, error_r);
 }
 
@@ -53,6 +55,7 @@ static int smtpd_post_jail(struct service_ctx *ctx, char **error_r)
 	d->qmgr = ipc_async_new(ctx->base, SMTPD_QMGR_SOCKET, "qmgr-enqueue", 60);
 	d->local = ipc_async_new(ctx->base, SMTPD_LOCAL_SOCKET, "local-deliver", 30);
 	d->fileops = fileop_pool_new(ctx->base, SMTPD_SYNC_THREADS);
+	smtpd_spares_open(&d->spares);
 	return 0;
 }
 

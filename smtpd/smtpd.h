@@ -3,7 +3,11 @@
 #define YB_SMTPD_H
 
 #include "../libmail/params.h"
+#include "../libmail/queue_layout.h"
 #include "../libmail/smtp_server.h"
+
+#include <dirent.h>
+#include <time.h>
 
 struct event_base;
 struct fileop_pool;
@@ -11,7 +15,7 @@ struct ipc_async;
 struct service_ctx;
 
 /* Inside the queue directory (smtpd's working directory, chrooted or not). */
-#define SMTPD_CONTENT_DIR "content"
+#define SMTPD_CONTENT_DIR QUEUE_CONTENT_DIR
 #define SMTPD_AUTH_SOCKET "private/auth"
 #define SMTPD_QMGR_SOCKET "private/qmgr"
 #define SMTPD_LOCAL_SOCKET "private/local"
@@ -19,6 +23,12 @@ struct service_ctx;
  * stall the other sessions of the process; concurrent flushes also let
  * the file system combine them. */
 #define SMTPD_SYNC_THREADS 4
+
+/* Spare content files to reuse (smtpd_spare.c). */
+struct smtpd_spares {
+	DIR *dir;             /* QUEUE_SPARE_DIR; NULL: always create */
+	struct timespec seen; /* its modification time at the last rewind */
+};
 
 struct smtpd {
 	struct service_ctx *svc;
@@ -28,6 +38,7 @@ struct smtpd {
 	struct ipc_async *qmgr;
 	struct ipc_async *local;
 	struct fileop_pool *fileops;
+	struct smtpd_spares spares;
 	struct smtpd_conn *conns;  /* open connections (for shutdown) */
 	/* Pickup mode (the master.conf service named "pickup", on
 	 * public/pickup): local submission from the sendmail command. The
@@ -38,6 +49,12 @@ struct smtpd {
 
 /* The service name that selects pickup mode. */
 #define SMTPD_PICKUP_SERVICE "pickup"
+
+/* smtpd_spare.c */
+void smtpd_spares_open(struct smtpd_spares *s);
+/* smtpd_spare_take - rename a spare file to path and open it for writing,
+ * emptied; -1 when there is none (then create path as usual). */
+int smtpd_spare_take(struct smtpd_spares *s, const char *path);
 
 /* smtpd_session.c */
 void smtpd_conn_accept(struct smtpd *d, int fd);

@@ -396,7 +396,9 @@ static void cb_data_open(void *ctx)
 	}
 	queue_id_new(c->queue_id);
 	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
-	c->content_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	c->content_fd = smtpd_spare_take(&c->d->spares, path);
+	if (c->content_fd < 0)
+		c->content_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (c->content_fd < 0) {
 		int err = errno;
 

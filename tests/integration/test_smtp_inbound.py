@@ -87,6 +87,31 @@ def test_message_lands_once_byte_exact(mail):
     assert mail.log().count(f"{qid}: to=<bob@example.test>, relay=local") == 1
 
 
+def spare_files(inst):
+    d = inst.queue_dir / "spare"
+    return {p.name: p.stat() for p in d.iterdir()} if d.is_dir() else {}
+
+
+def test_queue_file_is_reused_emptied(mail):
+    """A delivered message's queue file is emptied and kept in spare/; the
+    next message is written into it (same inode), and nothing of the
+    bigger message before shows through."""
+    big = b"Subject: big\r\n\r\n" + b"x" * 998 + b"\r\n"
+    qid = send_message(mail, "bob@example.test", big * 200)
+    only_message(mail, "bob", qid)
+    spares = wait_until(lambda: spare_files(mail), 10, what="a spare queue file")
+    assert len(spares) == 1 and next(iter(spares.values())).st_size == 0, spares
+    inode = next(iter(spares.values())).st_ino
+
+    qid = send_message(mail, "carol@example.test", WIRE)
+    data = only_message(mail, "carol", qid)
+    expect_delivery(data, sender="alice@example.test", orig_to="carol@example.test",
+                    delivered_to="carol@example.test", qid=qid, message=STORED, rcpt_for="carol@example.test")
+    spares = wait_until(lambda: (f := spare_files(mail)) and qid in f and f, 10, what="the second file recycled")
+    assert [st.st_ino for st in spares.values()] == [inode], spares
+    assert content_files(mail) == []
+
+
 def test_pipelining_whole_session_in_one_write(mail):
     """EHLO..QUIT in one write: every reply comes, in order, including a
     refused recipient in the middle."""

@@ -1,5 +1,6 @@
 /* test_fileop_pool.c - fsync and unlink on worker threads, completions on
- * the event loop: results and errno arrive, callbacks may submit more, and
+ * the event loop: results and errno arrive, callbacks may submit more,
+ * recycling empties and renames (or removes) a file, and
  * freeing the pool with calls outstanding finishes them without leaks. */
 #include "config.h"
 #include <stdarg.h>
@@ -158,6 +159,54 @@ static void test_submit_from_callback(void **state)
 	free(first);
 }
 
+/* recycle empties the file and renames it; when the rename cannot be
+ * made, the file is removed instead; a missing file is ENOENT. */
+static void test_recycle(void **state)
+{
+	struct tally t = { .base = event_base_new(), .loop_thread = pthread_self() };
+	char *dir = unit_make_temp_dir();
+	char *from = xasprintf("%s/content", dir), *to = xasprintf("%s/spare", dir);
+	char *nowhere = xasprintf("%s/missing-dir/spare", dir);
+	struct stat st;
+	FILE *fp;
+
+	(void)state;
+	t.pool = fileop_pool_new(t.base, 1);
+	fp = fopen(from, "w");
+	assert_non_null(fp);
+	fputs("a delivered message\n", fp);
+	fclose(fp);
+	fileop_recycle(t.pool, from, to, count, &t);
+	t.expected = 1;
+	run_until_done(&t);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(stat(from, &st), -1);
+	assert_int_equal(stat(to, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	assert_int_equal(rename(to, from), 0);
+	fileop_recycle(t.pool, from, nowhere, count, &t);
+	t.expected++;
+	run_until_done(&t);
+	assert_int_equal(t.failed, 0);
+	assert_int_equal(stat(from, &st), -1);
+
+	fileop_recycle(t.pool, from, to, count, &t);
+	t.expected++;
+	run_until_done(&t);
+	assert_int_equal(t.failed, 1);
+	assert_int_equal(t.last_err, ENOENT);
+
+	fileop_pool_free(&t.pool);
+	event_base_free(t.base);
+	assert_int_equal(rmdir(dir), 0);
+	unit_temp_track(dir, false);
+	free(dir);
+	free(from);
+	free(to);
+	free(nowhere);
+}
+
 /* Freeing with calls still queued: they are made, their callbacks are
  * dropped, nothing leaks (valgrind checks the last part). */
 static void test_free_with_calls_queued(void **state)
@@ -188,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_fsync_then_unlink),
 		cmocka_unit_test(test_errors_reported),
 		cmocka_unit_test(test_submit_from_callback),
+		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_free_with_calls_queued),
 	};
 
