@@ -23,7 +23,7 @@ struct service_ctx;
 #define QMGR_STORE_DIR "db"
 #define QMGR_AUTH_SOCKET "private/auth"
 #define QMGR_LOCAL_SOCKET "private/local"
-#define QMGR_LOCAL_CONNECTIONS 4
+#define QMGR_LOCAL_CONNECTIONS 8 /* at most this many local processes busy at once */
 #define QMGR_SCAN_BATCH 200
 #define QMGR_ACTIVE_MAX 2000     /* messages in flight at once */
 #define QMGR_ACTIVE_BUCKETS 4096 /* hash of in-flight IDs */
