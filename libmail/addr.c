@@ -8,9 +8,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* utf8_len - length of the valid UTF-8 sequence at p (at most n octets),
- * or 0 if it is not valid (overlong, surrogate, out of range, cut). */
-static size_t utf8_len(const unsigned char *p, size_t n)
+/* utf8_decode - length of the valid UTF-8 sequence at p (at most n octets),
+ * or 0 if it is not valid (overlong, surrogate, out of range, cut); the
+ * code point in *cp_r. */
+static size_t utf8_decode(const unsigned char *p, size_t n, unsigned long *cp_r)
 {
 	unsigned char c = p[0];
 	size_t len;
@@ -38,7 +39,30 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
 	    (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
+	*cp_r = cp;
 	return len;
+}
+
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned long cp;
+
+	return utf8_decode(p, n, &cp);
+}
+
+size_t addr_utf8_name_char(const char *s, size_t len)
+{
+	unsigned long cp;
+	size_t n = utf8_decode((const unsigned char *)s, len, &cp);
+
+	if (n == 0 || cp <= 0x9f ||                    /* C1 controls */
+	    (cp >= 0x200b && cp <= 0x200f) ||          /* zero-width, LRM, RLM */
+	    (cp >= 0x2028 && cp <= 0x202e) ||          /* separators, bidi embeddings */
+	    (cp >= 0x2060 && cp <= 0x206f) ||          /* invisible operators, bidi isolates */
+	    cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb) || /* BOM, annotation */
+	    (cp >= 0xe0000 && cp <= 0xe007f))          /* tags */
+		return 0;
+	return n;
 }
 
 static bool is_atext(unsigned char c)

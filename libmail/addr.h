@@ -44,4 +44,11 @@ char *addr_format(struct pool *pool, const struct mail_addr *addr);
 /* addr_valid_domain - whether s is a domain or address literal as above. */
 bool addr_valid_domain(const char *s, size_t len, bool allow_utf8);
 
+/* addr_utf8_name_char - for a non-ASCII character in a mailbox name (a
+ * user, alias or directory name): the length of the UTF-8 character at s
+ * (at most len octets), or 0 if it is invalid UTF-8 or a character that
+ * lets one name pass for another (C1 controls, invisible format and bidi
+ * control characters). */
+size_t addr_utf8_name_char(const char *s, size_t len);
+
 #endif

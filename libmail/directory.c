@@ -271,7 +271,9 @@ static bool is_user_char(unsigned char c)
 	       c == '_';
 }
 
-/* check_dot_string - atoms of allowed characters separated by single dots. */
+/* check_dot_string - atoms of allowed characters separated by single
+ * dots; non-ASCII characters (UTF-8, for SMTPUTF8 mail) count as letters
+ * unless addr_utf8_name_char refuses them. */
 static bool check_dot_string(const char *s, size_t len, bool (*allowed)(unsigned char))
 {
 	bool need_atom = true;
@@ -286,6 +288,13 @@ static bool check_dot_string(const char *s, size_t len, bool (*allowed)(unsigned
 				return false;
 			need_atom = true;
 		} else if (allowed(c)) {
+			need_atom = false;
+		} else if (c >= 0x80) {
+			size_t n = addr_utf8_name_char(s + i, len - i);
+
+			if (n == 0)
+				return false;
+			i += n - 1;
 			need_atom = false;
 		} else {
 			return false;
@@ -375,8 +384,8 @@ out:
 
 int dir_check_user(const char *address, struct buf *out, const char **error_r)
 {
-	static const char bad[] = "a user name is 1 to 64 letters, digits, '.', '-' and '_' (no leading, "
-				  "trailing or double '.')";
+	static const char bad[] = "a user name is 1 to 64 octets of letters (UTF-8 allowed), digits, '.', '-' "
+				  "and '_' (no leading, trailing or double '.')";
 	static const struct address_rule rule = {
 		.allowed = is_user_char, .lower_local = true, .empty_error = bad, .bad_error = bad,
 	};

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 #include "maildir.h"
+#include "../libmail/addr.h"
 #include "../libutil/buf.h"
 #include "../libutil/fileutil.h"
 #include "../libutil/log.h"
@@ -58,7 +59,7 @@ static bool is_domain_char(unsigned char c)
 /* check_dot_atom - len bytes at s: atoms of allowed characters joined by
  * single dots. Besides the grammar this is what keeps ".", "..", hidden
  * names and path separators out of the directory names. */
-static int check_dot_atom(const char *s, size_t len, size_t max, bool (*allowed)(unsigned char),
+static int check_dot_atom(const char *s, size_t len, size_t max, bool (*allowed)(unsigned char), bool utf8,
 			  const char *what, const char **error_r)
 {
 	static char reason[96];
@@ -83,6 +84,8 @@ static int check_dot_atom(const char *s, size_t len, size_t max, bool (*allowed)
 				snprintf(reason, sizeof reason, "\"..\" in %s", what);
 				goto bad;
 			}
+		} else if (c >= 0x80 && utf8 && addr_utf8_name_char(s + i, len - i) > 0) {
+			i += addr_utf8_name_char(s + i, len - i) - 1;
 		} else if (!allowed(c)) {
 			if (c == '/')
 				snprintf(reason, sizeof reason, "'/' in %s", what);
@@ -115,8 +118,8 @@ int maildir_mailbox_parse(const char *mailbox, char local_r[MAILDIR_LOCAL_MAX + 
 	}
 	local_len = (size_t)(at - mailbox);
 	domain_len = strlen(at + 1);
-	if (check_dot_atom(mailbox, local_len, MAILDIR_LOCAL_MAX, is_atext, "local part", error_r) < 0 ||
-	    check_dot_atom(at + 1, domain_len, MAILDIR_DOMAIN_MAX, is_domain_char, "domain", error_r) < 0)
+	if (check_dot_atom(mailbox, local_len, MAILDIR_LOCAL_MAX, is_atext, true, "local part", error_r) < 0 ||
+	    check_dot_atom(at + 1, domain_len, MAILDIR_DOMAIN_MAX, is_domain_char, false, "domain", error_r) < 0)
 		return -1;
 	for (size_t i = 0; i < local_len; i++)
 		local_r[i] = ascii_lower(mailbox[i]);

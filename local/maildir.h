@@ -1,6 +1,7 @@
 /* maildir.h - Maildir delivery and Maildir++ quota accounting, as pure
  * functions on directory descriptors: no daemon, no configuration, no
- * global state but a per-process name counter. local_deliver.c drives it;
+ * global state but a per-process name counter and the Maildirs kept open
+ * between deliveries (maildir_cache.c). local_deliver.c drives it;
  * tests/unit/test_maildir.c drives it against temporary directories.
  *
  * Layout: ROOT/DOMAIN/LOCALPART/Maildir/{tmp,new,cur}, ROOT being
@@ -72,8 +73,9 @@ struct maildir_result {
  * into lower-cased local part and domain, the two directory names below
  * mail_root. Refused: no '@' or more than one, an empty or overlong half,
  * a half starting or ending with '.' or holding "..", '/', blanks, control
- * characters, non-ASCII; local parts are RFC 5322 dot-atoms, domains
- * letters, digits, '-' and '.'. -1 with a static reason. */
+ * characters; local parts are RFC 5322 dot-atoms that may hold UTF-8 (not
+ * what addr_utf8_name_char refuses), domains ASCII letters, digits, '-'
+ * and '.'. Only ASCII letters are lower-cased. -1 with a static reason. */
 int maildir_mailbox_parse(const char *mailbox, char local_r[MAILDIR_LOCAL_MAX + 1],
 			  char domain_r[MAILDIR_DOMAIN_MAX + 1], const char **error_r);
 

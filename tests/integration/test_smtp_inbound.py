@@ -17,7 +17,7 @@ import signal
 import pytest
 
 from harness import pid_alive, wait_until
-from mailfix import (Smtp, add_alias, expect_delivery, maildir, make_mail, mail, messages,  # noqa: F401
+from mailfix import (Smtp, add_alias, add_user, expect_delivery, maildir, make_mail, mail, messages,  # noqa: F401
                      queued_id, send_message, split_delivered, wait_messages, wait_removed)
 
 # The client's message as it goes on the wire (DATA: dot-stuffed) and as
@@ -248,22 +248,36 @@ def test_smtputf8_sender(mail):
 
 
 def test_smtputf8_recipient(mail):
-    """mailctl accepts no non-ASCII user name (and local no non-ASCII
-    mailbox), so a UTF-8 recipient can only be an unknown one: it must get
-    the same 550 5.1.1 as any unknown user under SMTPUTF8, 553 5.6.7
-    without, and leave the session usable."""
+    """A hosted user with a UTF-8 name gets mail under SMTPUTF8 (into
+    mail_root/DOMAIN/NAME/Maildir, the name as UTF-8); without SMTPUTF8 the
+    address is refused with 553 5.6.7, and an unknown UTF-8 user gets the
+    same 550 5.1.1 as any other. The session stays usable throughout."""
+    add_user(mail, "jörg@example.test")
+    body = "Subject: Grüße\r\n\r\nfür Jörg\r\n".encode()
     with Smtp(mail.smtp_port) as s:
         s.ehlo()
         assert s.cmd("MAIL FROM:<alice@example.test>").is_(250, "2.1.0")
         assert s.cmd("RCPT TO:<jörg@example.test>").is_(553, "5.6.7")
         assert s.cmd("RSET").is_(250, "2.0.0")
-        assert s.cmd("MAIL FROM:<alice@example.test> SMTPUTF8").is_(250, "2.1.0")
-        assert s.cmd("RCPT TO:<jörg@example.test>").is_(550, "5.1.1")
-        assert s.cmd("RCPT TO:<bob@example.test>").is_(250, "2.1.5")
+        assert s.cmd("MAIL FROM:<alice@example.test> SMTPUTF8 BODY=8BITMIME").is_(250, "2.1.0")
+        assert s.cmd("RCPT TO:<jürgen@example.test>").is_(550, "5.1.1")
+        assert s.cmd("RCPT TO:<Jörg@example.test>").is_(250, "2.1.5")
         assert s.cmd("DATA").code == 354
-        s.send(b"Subject: utf8 rcpt\r\n\r\nhi\r\n.\r\n")
+        s.send(body + b".\r\n")
         qid = queued_id(s.reply())
-    only_message(mail, "bob", qid)
+    data = only_message(mail, "jörg", qid)
+    expect_delivery(data, sender="alice@example.test", orig_to="Jörg@example.test".encode(),
+                    delivered_to="jörg@example.test".encode(), qid=qid, message=body.replace(b"\r\n", b"\n"),
+                    proto="UTF8SMTP", rcpt_for="Jörg@example.test".encode())
+    assert (mail.mail_root / "example.test" / "jörg" / "Maildir" / "new").is_dir()
+
+
+def test_user_names_that_pass_for_others_refused(mail):
+    """Invisible and bidi control characters would let one UTF-8 user name
+    look like another: mailctl refuses them (as it refuses bad UTF-8)."""
+    for name in ("jo\u202erg@example.test", "jo\u200brg@example.test"):
+        r = add_user(mail, name, check=False)
+        assert r.returncode != 0 and "user name" in r.stderr, (name, r.returncode, r.stderr)
 
 
 # ---- aliases, catch-all, plus-addressing -------------------------------

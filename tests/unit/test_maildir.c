@@ -195,13 +195,22 @@ static void test_mailbox_parse(void **state)
 		{ "a+tag@x-y.example", "a+tag", "x-y.example" },
 		{ "o'neil!#$%&*=?^_`{|}~-@a.b", "o'neil!#$%&*=?^_`{|}~-", "a.b" },
 		{ "x@localhost", "x", "localhost" },
+		/* UTF-8 local parts (SMTPUTF8): kept as written, ASCII lower-cased */
+		{ "Caf\xc3\xa9@example.org", "caf\xc3\xa9", "example.org" },
+		{ "\xe5\xb1\xb1\xe7\x94\xb0.J@example.org", "\xe5\xb1\xb1\xe7\x94\xb0.j", "example.org" },
 	};
 	static const char *const bad[] = {
 		"", "alice", "@example.org", "alice@", "a@b@c", "../etc@example.org", "a/b@example.org",
 		".hidden@example.org", "alice.@example.org", "a..b@example.org", "alice@..", "alice@.example.org",
 		"alice@example.org.", "alice@exa..mple.org", "alice@exa/mple.org", "alice@example_org",
 		"al ice@example.org", "al\tice@example.org", "al\nice@example.org", "\"a\"@example.org",
-		"caf\xc3\xa9@example.org", "a\\b@example.org", "alice@[127.0.0.1]", ".@example.org",
+		"caf\xc3@example.org",         /* cut UTF-8 */
+		"caf\xc0\xa9@example.org",     /* overlong */
+		"a\xe2\x80\xae" "b@example.org",  /* U+202E, right-to-left override */
+		"a\xe2\x80\x8b" "b@example.org",  /* U+200B, zero-width space */
+		"a\xc2\x85" "b@example.org",      /* U+0085, a C1 control */
+		"alice@b\xc3\xbc" "cher.example", /* domains are A-labels */
+		"a\\b@example.org", "alice@[127.0.0.1]", ".@example.org",
 		"alice@.", "..@example.org",
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.org", /* 65 */
 	};
