@@ -552,3 +552,58 @@ int cmd_queue_requeue(struct mailctl *ctl)
 		return MAILCTL_USAGE;
 	return simple(ctl, "requeue", id, "requeued");
 }
+
+/* ---- stats ---- */
+
+int cmd_queue_stats(struct mailctl *ctl)
+{
+	static const char *const names[] = { "enqueued", "commits", "log_syncs", "log_writes", "checkpoints", "active" };
+	int64_t v[sizeof names / sizeof names[0]] = { 0 };
+	bool json = ctl->argc == 1 && strcmp(ctl->argv[0], "--json") == 0;
+	struct ipc_conn *conn;
+	struct buf req = BUF_INIT, b = BUF_INIT;
+	struct ipc_msg msg;
+	int code;
+
+	if (ctl->argc > 1 || (ctl->argc == 1 && !json)) {
+		mailctl_error("usage: mailctl queue stats [--json]");
+		return MAILCTL_USAGE;
+	}
+	conn = mailctl_open(ctl, ENDPOINT_QMGR, CONNECT_REPORT, &code);
+	if (conn == NULL)
+		return code;
+	ipc_begin(&req);
+	ipc_put_str(&req, "cmd", "stats");
+	code = qctl_exchange(conn, &req, "stats", NULL, &msg);
+	buf_free(&req);
+	ipc_conn_close(&conn);
+	if (code != MAILCTL_OK)
+		return code;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (!ipc_get_int(&msg, names[i], &v[i])) {
+			mailctl_error("queue stats: malformed reply from qmgr");
+			ipc_msg_free(&msg);
+			return MAILCTL_FAIL;
+		}
+	}
+	ipc_msg_free(&msg);
+	if (json) {
+		buf_append_str(&b, "{");
+		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+			buf_printf(&b, "%s\"%s\": %lld", i > 0 ? ", " : "", names[i], (long long)v[i]);
+		buf_append_str(&b, "}\n");
+	} else {
+		buf_printf(&b, "messages queued:        %lld\n", (long long)v[0]);
+		buf_printf(&b, "queue commits:          %lld\n", (long long)v[1]);
+		buf_printf(&b, "log syncs:              %lld", (long long)v[2]);
+		if (v[2] > 0)
+			buf_printf(&b, " (%.2f messages queued per sync)", (double)v[0] / (double)v[2]);
+		buf_printf(&b, "\nlog writes:             %lld\n", (long long)v[3]);
+		buf_printf(&b, "checkpoints:            %lld\n", (long long)v[4]);
+		buf_printf(&b, "messages in delivery:   %lld\n", (long long)v[5]);
+		buf_append_str(&b, "(counted since qmgr started)\n");
+	}
+	fputs(buf_cstr(&b), stdout);
+	buf_free(&b);
+	return MAILCTL_OK;
+}

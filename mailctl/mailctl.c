@@ -46,6 +46,8 @@ static const struct mailctl_command commands[] = {
 	{ { "queue", "release" }, cmd_queue_release, "ID", "let a held message be delivered again" },
 	{ { "queue", "flush" }, cmd_queue_flush, "", "retry every deferred recipient now" },
 	{ { "queue", "requeue" }, cmd_queue_requeue, "ID|all", "retry now with the attempt count reset" },
+	{ { "queue", "stats" }, cmd_queue_stats, "[--json]",
+	  "since qmgr started: messages queued, commits and log syncs (group commit), messages in delivery" },
 	{ { "help" }, cmd_help, "", "this list" },
 };
 

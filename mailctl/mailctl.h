@@ -78,6 +78,7 @@ int cmd_queue_delete(struct mailctl *ctl);
 int cmd_queue_hold(struct mailctl *ctl);
 int cmd_queue_release(struct mailctl *ctl);
 int cmd_queue_flush(struct mailctl *ctl);
+int cmd_queue_stats(struct mailctl *ctl);
 int cmd_queue_requeue(struct mailctl *ctl);
 
 #endif

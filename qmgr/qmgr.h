@@ -75,6 +75,7 @@ struct qmgr {
 	struct queue_envelope *fresh;
 	size_t fresh_count, fresh_cap;
 	bool rescan;               /* the next commit made other mail due: scan */
+	unsigned long long enqueued; /* envelopes queued (committed) since start */
 };
 
 /* qmgr_enqueue.c */

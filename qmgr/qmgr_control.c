@@ -308,6 +308,33 @@ static void do_change(struct qmgr *q, struct ipc_peer *peer, int64_t req, const 
 	qmgr_reply_after_commit(q, peer, req);
 }
 
+/* do_stats - counters since qmgr started: how many envelopes were
+ * queued, and how many commits and log syncs that took (group commit
+ * makes the syncs fewer than the envelopes). */
+static void do_stats(struct qmgr *q, struct ipc_peer *peer, int64_t req)
+{
+	struct queue_store_stats st;
+	char *error = NULL;
+	struct buf out = BUF_INIT;
+
+	if (queue_store_stats(q->store, &st, &error) < 0) {
+		log_warn("queue stats: %s", error);
+		free(error);
+		reply_error(peer, req, "queue store unavailable");
+		return;
+	}
+	ipc_reply_begin(&out, req);
+	ipc_put_str(&out, "status", "ok");
+	ipc_put_int(&out, "enqueued", (int64_t)q->enqueued);
+	ipc_put_int(&out, "commits", (int64_t)st.commits);
+	ipc_put_int(&out, "log_syncs", (int64_t)st.log_syncs);
+	ipc_put_int(&out, "log_writes", (int64_t)st.log_writes);
+	ipc_put_int(&out, "checkpoints", (int64_t)st.checkpoints);
+	ipc_put_int(&out, "active", (int64_t)q->active_count);
+	ipc_peer_send(peer, &out);
+	buf_free(&out);
+}
+
 void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx)
 {
 	struct qmgr *q = ctx;
@@ -335,6 +362,10 @@ void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 	}
 	if (ipc_scan(msg, spec, sizeof spec / sizeof spec[0], IPC_STRICT, &error) < 0) {
 		reply_error(peer, req, error);
+		return;
+	}
+	if (strcmp(cmd, "stats") == 0) {
+		do_stats(q, peer, req);
 		return;
 	}
 	if (strcmp(cmd, "list") == 0) {

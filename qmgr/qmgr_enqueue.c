@@ -108,6 +108,8 @@ void qmgr_on_commit(int fd, short what, void *arg)
 	}
 	/* Newly queued mail goes straight to delivery, in arrival order; a
 	 * failed commit queued nothing. */
+	if (rc == 0)
+		q->enqueued += q->fresh_count;
 	for (size_t i = 0; i < q->fresh_count; i++) {
 		if (rc == 0)
 			qmgr_start_fresh(q, &q->fresh[i]);

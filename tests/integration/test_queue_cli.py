@@ -1,4 +1,4 @@
-"""mailctl queue: list/show/delete/hold/release/flush/requeue, all through
+"""mailctl queue: list/show/delete/hold/release/flush/requeue/stats, all through
 qmgr's control socket (qmgr/PROTOCOL.md, "qmgr-control").
 
 A message to fwd@example.test, an alias whose only target is remote, is
@@ -212,3 +212,20 @@ def test_queue_many_messages(mail):
     assert len(list_json(inst, "--rcpt", "other@")["messages"]) == 20
     assert [m["id"] for m in list_json(inst, "--sender", "s7@")["messages"]] == [qids[7]]
     assert ok(queue(inst, "list")).stdout.rstrip().endswith("-- 40 messages")
+
+
+def test_queue_stats(mail):
+    """stats counts what qmgr committed since it started: every queued
+    message once, never more log syncs than commits (checkpoints aside)."""
+    before = json.loads(ok(queue(mail, "stats", "--json")).stdout)
+    assert set(before) == {"enqueued", "commits", "log_syncs", "log_writes", "checkpoints", "active"}, before
+    for i in range(3):
+        send_message(mail, "bob@example.test", BODY)
+    after = json.loads(ok(queue(mail, "stats", "--json")).stdout)
+    assert after["enqueued"] - before["enqueued"] == 3, (before, after)
+    assert after["commits"] - before["commits"] >= 1
+    assert 1 <= after["log_syncs"] - before["log_syncs"] <= \
+        after["commits"] - before["commits"] + after["checkpoints"] - before["checkpoints"], (before, after)
+    text = ok(queue(mail, "stats")).stdout
+    assert re.search(r"messages queued: +%d\n" % after["enqueued"], text), text
+    assert queue(mail, "stats", "--bogus").returncode == 64
