@@ -54,6 +54,7 @@ static int qmgr_post_jail(struct service_ctx *ctx, char **error_r)
 	for (int i = 0; i < QMGR_LOCAL_CONNECTIONS; i++)
 		q->local[i] = ipc_async_new(ctx->base, QMGR_LOCAL_SOCKET, "local-deliver", 300);
 	q->commit_ev = event_new(ctx->base, -1, 0, qmgr_on_commit, q);
+	q->commit_later_ev = evtimer_new(ctx->base, qmgr_on_commit, q);
 	q->scan_ev = event_new(ctx->base, -1, 0, qmgr_on_scan, q);
 	q->sweep_ev = event_new(ctx->base, -1, 0, qmgr_on_sweep, q);
 	/* One thread: removals take the content directory's lock anyway. */
@@ -74,9 +75,9 @@ static void qmgr_accept(struct service_ctx *ctx, int fd, int index)
 static void qmgr_stop(struct service_ctx *ctx)
 {
 	(void)ctx;
-	/* Pending commits finish in this loop turn; deliveries in flight are
-	 * simply retried after the restart. */
-	if (qmgr.acks != NULL)
+	/* Pending commits finish now (delivery outcomes waiting for a later
+	 * flush too); deliveries in flight are retried after the restart. */
+	if (qmgr.acks != NULL || queue_store_staged(qmgr.store) > 0)
 		qmgr_on_commit(-1, 0, &qmgr);
 	fileop_pool_free(&qmgr.fileops); /* the removals already asked for are made */
 	event_base_loopbreak(ctx->base);

@@ -27,6 +27,7 @@ struct service_ctx;
 #define QMGR_SCAN_BATCH 200
 #define QMGR_ACTIVE_MAX 2000     /* messages in flight at once */
 #define QMGR_ACTIVE_BUCKETS 4096 /* hash of in-flight IDs */
+#define QMGR_COMMIT_DELAY_MS 20
 
 /* A reply owed to an enqueue client once the staged write is durable. */
 struct qmgr_ack {
@@ -63,6 +64,7 @@ struct qmgr {
 	int local_next;
 	struct qmgr_ack *acks;     /* staged, waiting for the commit */
 	struct event *commit_ev;
+	struct event *commit_later_ev; /* a commit that may wait a little */
 	struct event *scan_ev;
 	struct event *sweep_ev;
 	struct qmgr_active *active;
@@ -81,6 +83,10 @@ struct qmgr {
 /* qmgr_enqueue.c */
 void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx);
 void qmgr_commit_soon(struct qmgr *q);
+/* qmgr_commit_later - for changes that may wait up to QMGR_COMMIT_DELAY_MS
+ * for their log flush (a delivery's outcome): they share the next one
+ * that enqueues need anyway. */
+void qmgr_commit_later(struct qmgr *q);
 /* qmgr_reply_after_commit - answer {status="ok"} (or the commit's error)
  * to req once everything staged so far is durable. */
 void qmgr_reply_after_commit(struct qmgr *q, struct ipc_peer *peer, int64_t req);

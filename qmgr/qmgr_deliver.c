@@ -112,7 +112,9 @@ static void finish_message(struct qmgr_active *act)
 		log_warn("%s: cannot store the delivery state: %s", act->env.id, error);
 		free(error);
 	}
-	qmgr_commit_soon(q);
+	/* Losing this to a crash costs a repeat delivery, which local
+	 * recognises; the content is recycled only after the flush. */
+	qmgr_commit_later(q);
 	active_remove(q, act);
 	close(act->content_fd);
 	queue_envelope_free(&act->env);

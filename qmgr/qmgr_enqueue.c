@@ -54,6 +54,14 @@ static void on_content_removed(int err, void *arg)
 	free(u);
 }
 
+void qmgr_commit_later(struct qmgr *q)
+{
+	struct timeval delay = { 0, QMGR_COMMIT_DELAY_MS * 1000 };
+
+	if (!evtimer_pending(q->commit_later_ev, NULL))
+		evtimer_add(q->commit_later_ev, &delay);
+}
+
 void qmgr_on_commit(int fd, short what, void *arg)
 {
 	struct qmgr *q = arg;
@@ -64,6 +72,8 @@ void qmgr_on_commit(int fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* This flush covers whatever was waiting for a later one. */
+	evtimer_del(q->commit_later_ev);
 	q->acks = NULL;
 	rc = queue_store_commit(q->store, &error);
 	if (rc < 0)
