@@ -141,7 +141,7 @@ def test_queue_flush_hold_release_requeue_delete(mail):
     # delete: gone from the queue, and so is the content file.
     assert ok(queue(inst, "delete", qid)).stdout.strip() == f"{qid}: deleted"
     assert list_json(inst) == {"count": 0, "truncated": False, "messages": []}
-    assert not content.exists()
+    wait_until(lambda: not content.exists(), 5, what="the content file to leave the queue")
     inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: removed by the operator")
     r = queue(inst, "show", qid)
     assert r.returncode == 1 and f"mailctl: no message {qid} in the queue" in r.stderr
