@@ -78,6 +78,7 @@ struct qmgr {
 	size_t fresh_count, fresh_cap;
 	bool rescan;               /* the next commit made other mail due: scan */
 	unsigned long long enqueued; /* envelopes queued (committed) since start */
+	bool backlog;              /* due mail was left out of a full active set */
 };
 
 /* qmgr_enqueue.c */

@@ -301,6 +301,10 @@ static void active_remove(struct qmgr *q, struct qmgr_active *act)
 		}
 	}
 	q->active_count--;
+	/* Mail waits behind a full active set: refill it once a scan's worth
+	 * of room is free, not only at the next periodic scan. */
+	if (q->backlog && q->active_count + QMGR_SCAN_BATCH == QMGR_ACTIVE_MAX)
+		qmgr_scan_soon(q);
 }
 
 /* start_message - launch every due recipient of env (ownership moves). */
@@ -386,6 +390,7 @@ static bool skip_active(const char *id, void *arg)
 void qmgr_start_fresh(struct qmgr *q, struct queue_envelope *env)
 {
 	if (q->active_count >= QMGR_ACTIVE_MAX || is_active(q, env->id)) {
+		q->backlog |= q->active_count >= QMGR_ACTIVE_MAX;
 		queue_envelope_free(env);
 		return;
 	}
@@ -402,8 +407,9 @@ void qmgr_on_scan(int fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	/* Enough in flight: the rest waits for the next scan. */
+	/* Enough in flight: the rest waits until deliveries make room. */
 	if (q->active_count >= QMGR_ACTIVE_MAX) {
+		q->backlog = true;
 		evtimer_add(q->scan_ev, &next);
 		return;
 	}
@@ -414,5 +420,10 @@ void qmgr_on_scan(int fd, short what, void *arg)
 	for (size_t i = 0; i < pick.count; i++)
 		start_message(q, &pick.list[i], now);
 	free(pick.list);
+	/* Stopped by the batch size or the cap: more is due. With room left,
+	 * scan again at once; else when deliveries make room (active_remove). */
+	q->backlog = pick.count >= QMGR_SCAN_BATCH || q->active_count >= QMGR_ACTIVE_MAX;
+	if (q->backlog && q->active_count + QMGR_SCAN_BATCH <= QMGR_ACTIVE_MAX)
+		next.tv_sec = 0;
 	evtimer_add(q->scan_ev, &next);
 }
