@@ -784,7 +784,12 @@ static char *read_delivered(struct maildir *md, size_t *len_r)
 {
 	int fd = openat(md->dir_fd, DELIVERED_LOG, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	char *text = xmalloc(DELIVERED_LOG_MAX + 1);
-	ssize_t n = fd < 0 ? 0 : read(fd, text, DELIVERED_LOG_MAX);
+	ssize_t n;
+
+	/* Not in the middle of another process's trim (record_delivery). */
+	while (fd >= 0 && flock(fd, LOCK_SH) < 0 && errno == EINTR)
+		;
+	n = fd < 0 ? 0 : pread(fd, text, DELIVERED_LOG_MAX, 0);
 
 	if (fd >= 0)
 		close(fd);
@@ -842,37 +847,37 @@ static bool delivered_before(struct maildir *md, const char *queue_id)
 }
 
 /* record_delivery - append "queue_id file" durably, before the rename;
- * trim the oldest half when the record grows too big. */
+ * trim the oldest half when the record grows too big. Called before the
+ * Maildir lock is taken, so that the fsyncs of concurrent deliveries
+ * overlap: the record's own lock (exclusive while writing, shared while
+ * reading) keeps a trim from losing another process's line. */
 static int record_delivery(struct maildir *md, const char *queue_id, const char *file)
 {
 	char *line = xasprintf("%s %s\n", queue_id, file);
-	int fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = openat(md->dir_fd, DELIVERED_LOG, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	struct stat st;
-	int rc;
+	int rc = 0;
 
 	if (fd < 0) {
 		free(line);
 		return -1;
 	}
+	while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+		;
 	/* Only a record about to outgrow its limit is read again, to trim. */
 	if (fstat(fd, &st) == 0 && (size_t)st.st_size + strlen(line) > DELIVERED_LOG_MAX) {
-		size_t len;
-		char *text = read_delivered(md, &len);
+		char *text = xmalloc(DELIVERED_LOG_MAX + 1);
+		ssize_t n = pread(fd, text, DELIVERED_LOG_MAX, 0);
+		size_t len = n > 0 ? (size_t)n : 0;
 		const char *keep = memchr(text + len / 2, '\n', len - len / 2);
 		size_t klen = keep != NULL ? (size_t)(text + len - keep - 1) : 0;
 
-		close(fd);
-		fd = openat(md->dir_fd, DELIVERED_LOG, O_WRONLY | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-		rc = fd < 0 || (klen > 0 && fd_write_all(fd, keep + 1, klen) < 0) ? -1 : 0;
+		rc = ftruncate(fd, 0) < 0 || (klen > 0 && fd_write_all(fd, keep + 1, klen) < 0) ? -1 : 0;
 		free(text);
-		if (rc < 0) {
-			if (fd >= 0)
-				close(fd);
-			free(line);
-			return -1;
-		}
 	}
-	rc = fd_write_all(fd, line, strlen(line));
+	if (rc == 0)
+		rc = fd_write_all(fd, line, strlen(line));
+	flock(fd, LOCK_UN);
 	if (rc == 0)
 		rc = fsync(fd);
 	close(fd);
@@ -937,6 +942,22 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 		result(res, MAILDIR_TEMP, errno_dsn(err), "fsync %s/tmp/%s: %s", md->name, name, strerror(err));
 		goto out_unlink;
 	}
+	if (close(fd) < 0) {
+		fd = -1;
+		err = errno;
+		result(res, MAILDIR_TEMP, errno_dsn(err), "close %s/tmp/%s: %s", md->name, name, strerror(err));
+		goto out_unlink;
+	}
+	fd = -1;
+	/* The record line may be written before the repeat check: that
+	 * check looks for a line whose file is in the Maildir, and ours has
+	 * no file there until the rename. */
+	final = xasprintf("%s,S=%lld", name, (long long)size);
+	if (msg->queue_id != NULL && record_delivery(md, msg->queue_id, final) < 0) {
+		err = errno;
+		result(res, MAILDIR_TEMP, errno_dsn(err), "record the delivery in %s: %s", md->name, strerror(err));
+		goto out_unlink;
+	}
 	/* From the repeat and quota checks to the accounting line,
 	 * deliveries into this Maildir take turns. */
 	while (flock(md->dir_fd, LOCK_EX) < 0 && errno == EINTR)
@@ -961,19 +982,6 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 			result(res, MAILDIR_PERM, "5.2.2", "mailbox full");
 		else
 			result(res, MAILDIR_TEMP, "4.2.2", "mailbox full");
-		goto out_unlink;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		err = errno;
-		result(res, MAILDIR_TEMP, errno_dsn(err), "close %s/tmp/%s: %s", md->name, name, strerror(err));
-		goto out_unlink;
-	}
-	fd = -1;
-	final = xasprintf("%s,S=%lld", name, (long long)size);
-	if (msg->queue_id != NULL && record_delivery(md, msg->queue_id, final) < 0) {
-		err = errno;
-		result(res, MAILDIR_TEMP, errno_dsn(err), "record the delivery in %s: %s", md->name, strerror(err));
 		goto out_unlink;
 	}
 	if (rename_noreplace(md, name, final) < 0) {
