@@ -78,14 +78,15 @@ static int check_dot_atom(const char *s, size_t len, size_t max, bool (*allowed)
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		size_t n;
 
 		if (c == '.') {
 			if (s[i + 1] == '.') {
 				snprintf(reason, sizeof reason, "\"..\" in %s", what);
 				goto bad;
 			}
-		} else if (c >= 0x80 && utf8 && addr_utf8_name_char(s + i, len - i) > 0) {
-			i += addr_utf8_name_char(s + i, len - i) - 1;
+		} else if (c >= 0x80 && utf8 && (n = addr_utf8_name_char(s + i, len - i)) > 0) {
+			i += n - 1;
 		} else if (!allowed(c)) {
 			if (c == '/')
 				snprintf(reason, sizeof reason, "'/' in %s", what);

@@ -32,7 +32,7 @@ static int qmgr_pre_jail(struct service_ctx *ctx, char **error_r)
 		*error_r = xasprintf("chdir %s: %s", params.queue_directory, strerror(errno));
 		return -1;
 	}
-	if (service_dir_ensure(ctx, QMGR_CONTENT_DIR, 0700, error_r) < 0 ||
+	if (service_dir_ensure(ctx, QUEUE_CONTENT_DIR, 0700, error_r) < 0 ||
 	    service_dir_ensure(ctx, QUEUE_SPARE_DIR, 0700, error_r) < 0 ||
 	    service_dir_ensure(ctx, QMGR_STORE_DIR, 0700, error_r) < 0)
 		return -1;

@@ -18,8 +18,7 @@ struct ipc_server;
 struct service_ctx;
 
 /* Paths inside the queue directory (qmgr's working directory, chrooted
- * or not). */
-#define QMGR_CONTENT_DIR QUEUE_CONTENT_DIR
+ * or not); content/ and spare/ are in libmail/queue_layout.h. */
 #define QMGR_STORE_DIR "db"
 #define QMGR_AUTH_SOCKET "private/auth"
 #define QMGR_LOCAL_SOCKET "private/local"

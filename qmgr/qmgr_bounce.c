@@ -40,7 +40,7 @@ static char *read_original(const char *id, size_t max, size_t *len_r)
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, id);
+	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, id);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	*len_r = 0;
 	if (fd < 0)
@@ -58,7 +58,7 @@ static int write_content(const char *id, const struct buf *text, char **error_r)
 	char path[64];
 	int fd;
 
-	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, id);
+	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, id);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		*error_r = xasprintf("%s: %s", path, strerror(errno));

@@ -316,7 +316,7 @@ static void start_message(struct qmgr *q, struct queue_envelope *env, long long 
 	act->q = q;
 	act->env = *env;
 	memset(env, 0, sizeof *env);
-	snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, act->env.id);
+	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, act->env.id);
 	act->content_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (act->content_fd < 0 && errno != ENOENT) {
 		/* Out of descriptors, or the like: try again at a later scan. */

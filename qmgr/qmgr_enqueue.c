@@ -103,7 +103,7 @@ void qmgr_on_commit(int fd, short what, void *arg)
 		char path[64];
 
 		q->unlinks = u->next;
-		snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, u->id);
+		snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, u->id);
 		if (rc != 0) {
 			free(u);
 		} else if (q->fileops != NULL) {
@@ -249,7 +249,7 @@ void qmgr_enqueue_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 	if (error == NULL && !queue_id_valid(id))
 		error = "bad queue id";
 	if (error == NULL) {
-		snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, id);
+		snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, id);
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
 			error = "no content file for this id";
 	}

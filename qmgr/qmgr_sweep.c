@@ -25,13 +25,13 @@
 
 static void sweep_orphans(struct qmgr *q)
 {
-	DIR *dir = opendir(QMGR_CONTENT_DIR);
+	DIR *dir = opendir(QUEUE_CONTENT_DIR);
 	struct dirent *de;
 	time_t now = time(NULL);
 	int removed = 0;
 
 	if (dir == NULL) {
-		log_warn("%s: %s", QMGR_CONTENT_DIR, strerror(errno));
+		log_warn("%s: %s", QUEUE_CONTENT_DIR, strerror(errno));
 		return;
 	}
 	while ((de = readdir(dir)) != NULL) {
@@ -43,7 +43,7 @@ static void sweep_orphans(struct qmgr *q)
 
 		if (!queue_id_valid(de->d_name))
 			continue;
-		snprintf(path, sizeof path, "%s/%s", QMGR_CONTENT_DIR, de->d_name);
+		snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, de->d_name);
 		if (lstat(path, &st) < 0 || now - st.st_mtime < ORPHAN_AGE_S || now - st.st_ctime < ORPHAN_AGE_S)
 			continue;
 		found = queue_store_get(q->store, de->d_name, &env, &error);

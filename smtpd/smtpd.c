@@ -32,7 +32,7 @@ static int smtpd_pre_jail(struct service_ctx *ctx, char **error_r)
 		smtpd_users_load();
 	if (service_dir_ensure(ctx, QUEUE_SPARE_DIR, 0700, error_r) < 0)
 		return -1;
-	return service_dir_ensure(ctx, SMTPD_CONTENT_DIR, 0700, error_r);
+	return service_dir_ensure(ctx, QUEUE_CONTENT_DIR, 0700, error_r);
 }
 
 static int smtpd_post_jail(struct service_ctx *ctx, char **error_r)

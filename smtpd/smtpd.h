@@ -14,8 +14,8 @@ struct fileop_pool;
 struct ipc_async;
 struct service_ctx;
 
-/* Inside the queue directory (smtpd's working directory, chrooted or not). */
-#define SMTPD_CONTENT_DIR QUEUE_CONTENT_DIR
+/* Inside the queue directory (smtpd's working directory, chrooted or not);
+ * content/ and spare/ are in libmail/queue_layout.h. */
 #define SMTPD_AUTH_SOCKET "private/auth"
 #define SMTPD_QMGR_SOCKET "private/qmgr"
 #define SMTPD_LOCAL_SOCKET "private/local"

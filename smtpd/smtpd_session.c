@@ -109,7 +109,7 @@ static void discard_content(struct smtpd_conn *c)
 		return;
 	close(c->content_fd);
 	c->content_fd = -1;
-	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, c->queue_id);
 	unlink(path);
 }
 
@@ -252,6 +252,17 @@ static void keep_target(struct smtpd_conn *c, const char *address)
 	c->rcpt_targets[c->rcpt_target_count++] = xstrdup(address);
 }
 
+/* accept_as_given - take the recipient as the client wrote it (a local
+ * sender's remote recipient, or <postmaster>), with no quota to check. */
+static void accept_as_given(struct smtpd_conn *c, struct auth_expand_reply *res)
+{
+	auth_expand_reply_free(res);
+	keep_target(c, c->rcpt_given);
+	c->quota_checked = c->quota_over = 0;
+	rcpt_finish(c);
+	conn_unref(c);
+}
+
 static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 {
 	struct smtpd_conn *c = arg;
@@ -278,11 +289,7 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 	case AUTH_R_NOT_HOSTED:
 		if (c->local) {
 			/* Local users (pickup) may send anywhere. */
-			auth_expand_reply_free(&res);
-			keep_target(c, c->rcpt_given);
-			c->quota_checked = c->quota_over = 0;
-			rcpt_finish(c);
-			conn_unref(c);
+			accept_as_given(c, &res);
 			return;
 		}
 		/* Relaying needs an authenticated client (a later issue). */
@@ -298,11 +305,7 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		 * it bounces like any failed recipient. */
 		log_warn("<postmaster> goes to %s, which is %s: add it with mailctl alias add",
 			 c->rcpt_given, auth_result_name(res.result));
-		auth_expand_reply_free(&res);
-		keep_target(c, c->rcpt_given);
-		c->quota_checked = c->quota_over = 0;
-		rcpt_finish(c);
-		conn_unref(c);
+		accept_as_given(c, &res);
 		return;
 	}
 	if (id != 0) {
@@ -395,7 +398,7 @@ static void cb_data_open(void *ctx)
 		return;
 	}
 	queue_id_new(c->queue_id);
-	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, c->queue_id);
 	c->content_fd = smtpd_spare_take(&c->d->spares, path);
 	if (c->content_fd < 0)
 		c->content_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -431,7 +434,7 @@ static void on_enqueued(const struct ipc_msg *reply, const char *error, void *ar
 		/* The file goes only if qmgr certainly did not take it. */
 		char path[64];
 
-		snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+		snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, c->queue_id);
 		if (reply != NULL)
 			unlink(path);
 	}
@@ -484,7 +487,7 @@ static void on_content_synced(int err, void *arg)
 	struct smtpd_conn *c = arg;
 	char path[64];
 
-	snprintf(path, sizeof path, "%s/%s", SMTPD_CONTENT_DIR, c->queue_id);
+	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, c->queue_id);
 	if (err == 0 && close(c->content_fd) < 0) {
 		err = errno;
 		c->content_fd = -1;
