@@ -163,7 +163,7 @@ static double delay_since(int fd)
 static void do_deliver(const struct local_config *cfg, struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg)
 {
 	const char *cmd, *id = NULL, *sender = NULL, *recipient = NULL, *mailbox = NULL;
-	int64_t quota = 0;
+	int64_t quota = 0, recheck = 0;
 	const struct ipc_spec spec[] = {
 		{ .name = "cmd", .type = IPC_STR, .required = true, .max_len = LOCAL_CMD_MAX, .str_r = &cmd },
 		{ .name = "id", .type = IPC_STR, .required = true, .max_len = LOCAL_ID_MAX, .str_r = &id },
@@ -172,6 +172,7 @@ static void do_deliver(const struct local_config *cfg, struct ipc_peer *peer, in
 		  .str_r = &recipient },
 		{ .name = "mailbox", .type = IPC_STR, .required = true, .max_len = LOCAL_ADDR_MAX, .str_r = &mailbox },
 		{ .name = "quota", .type = IPC_INT, .required = true, .min = 0, .max = INT64_MAX, .int_r = &quota },
+		{ .name = "recheck", .type = IPC_INT, .required = true, .min = 0, .max = 1, .int_r = &recheck },
 	};
 	const size_t nspec = sizeof spec / sizeof spec[0];
 	/* Take the descriptor first, whatever else is wrong: one left behind
@@ -198,6 +199,7 @@ static void do_deliver(const struct local_config *cfg, struct ipc_peer *peer, in
 			.quota_permanent = cfg->quota_over_permanent,
 			.hostname = cfg->hostname,
 			.queue_id = queue_id_valid(id) ? id : NULL,
+			.recheck = recheck != 0,
 			.sync_dir = cfg->sync_dir,
 		};
 

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "maildir.h"
 #include "../libmail/addr.h"
+#include "../libmail/queue_id.h"
 #include "../libutil/buf.h"
 #include "../libutil/fileutil.h"
 #include "../libutil/log.h"
@@ -283,19 +284,35 @@ size_t maildir_lf_finish(struct maildir_lf *st, uint8_t *out)
 	return 1;
 }
 
+/* append_host - the host part of a Maildir name: '/' and ':' become
+ * \057 and \072 (Maildir); Maildir++ adds ',' (it separates ",S=" and
+ * friends). */
+static void append_host(struct buf *b, const char *host)
+{
+	for (const unsigned char *p = (const unsigned char *)host; *p != '\0'; p++) {
+		if (*p == '/' || *p == ':' || *p == ',' || *p == '\\' || *p <= 0x20 || *p >= 0x7f)
+			buf_printf(b, "\\%03o", *p);
+		else
+			buf_append_byte(b, *p);
+	}
+}
+
 char *maildir_unique_name(const struct timeval *tv, pid_t pid, unsigned long counter, const char *host)
 {
 	struct buf b = BUF_INIT;
 
 	buf_printf(&b, "%lld.M%ldP%ldQ%lu.", (long long)tv->tv_sec, (long)tv->tv_usec, (long)pid, counter);
-	/* Maildir: '/' and ':' in the host name become \057 and \072;
-	 * Maildir++ adds ',' (it separates ",S=" and friends). */
-	for (const unsigned char *p = (const unsigned char *)host; *p != '\0'; p++) {
-		if (*p == '/' || *p == ':' || *p == ',' || *p == '\\' || *p <= 0x20 || *p >= 0x7f)
-			buf_printf(&b, "\\%03o", *p);
-		else
-			buf_append_byte(&b, *p);
-	}
+	append_host(&b, host);
+	return buf_steal(&b);
+}
+
+char *maildir_queue_name(const char *queue_id, const char *host)
+{
+	struct buf b = BUF_INIT;
+	long long usec = queue_id_usec(queue_id);
+
+	buf_printf(&b, "%lld.Y%s.", usec > 0 ? usec / 1000000 : 0, queue_id);
+	append_host(&b, host);
 	return buf_steal(&b);
 }
 
@@ -767,125 +784,55 @@ fail:
 	return -1;
 }
 
-/* rename_noreplace - tmp/name to new/final, failing rather than replacing
- * a file already there. RENAME_NOREPLACE where the file system has it;
- * else plain renameat, whose only risk is a clash of unique names. */
-/* The deliveries recently made into this Maildir: one "QUEUEID FILE" line
- * each, written (and fsynced) BEFORE the file is renamed into new/. When
- * local or qmgr dies after a delivery but before qmgr recorded it, qmgr
- * hands the same message over again; if the named file is in new/ (or in
- * cur/, flagged by a reader), that repeat is answered "already delivered"
- * instead of making a second copy. A line whose file never arrived (a
- * crash before the rename) is simply superseded: nothing is lost. Kept
- * small: the newest half survives a trim. */
-#define DELIVERED_LOG ".yubin-delivered"
-#define DELIVERED_LOG_MAX 65536
+/* ---- repeats ---------------------------------------------------------- */
 
-static char *read_delivered(struct maildir *md, size_t *len_r)
+/* A message of the queue gets a name in new/ that only depends on its
+ * queue ID (maildir_queue_name): handed over a second time (local or qmgr
+ * died after the delivery but before qmgr recorded it), it would get the
+ * same name again, so the file itself is the record of the delivery:
+ * the rename, which never replaces a file, finds it in new/. A reader may
+ * have moved it to cur/ (adding ":2,FLAGS") in between; qmgr says when a
+ * hand-over may be such a repeat (msg->recheck), and only then are new/
+ * and cur/ searched for the name. */
+
+/* dir_has_prefix - whether the directory dir (relative to md) holds a
+ * name starting with prefix. */
+static bool dir_has_prefix(struct maildir *md, const char *dir, const char *prefix)
 {
-	int fd = openat(md->dir_fd, DELIVERED_LOG, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	char *text = xmalloc(DELIVERED_LOG_MAX + 1);
-	ssize_t n;
-
-	/* Not in the middle of another process's trim (record_delivery). */
-	while (fd >= 0 && flock(fd, LOCK_SH) < 0 && errno == EINTR)
-		;
-	n = fd < 0 ? 0 : pread(fd, text, DELIVERED_LOG_MAX, 0);
-
-	if (fd >= 0)
-		close(fd);
-	*len_r = n > 0 ? (size_t)n : 0;
-	text[*len_r] = '\0';
-	return text;
-}
-
-/* in_cur - whether cur/ holds file, with any ":2,FLAGS" a reader added. */
-static bool in_cur(struct maildir *md, const char *file)
-{
-	int fd = openat(md->dir_fd, "cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	size_t flen = strlen(file);
+	int fd = openat(md->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	size_t plen = strlen(prefix);
 	bool found = false;
-	DIR *dir;
+	DIR *d;
 	struct dirent *de;
 
 	if (fd < 0)
 		return false;
-	dir = fdopendir(fd);
-	if (dir == NULL) {
+	d = fdopendir(fd);
+	if (d == NULL) {
 		close(fd);
 		return false;
 	}
-	while (!found && (de = readdir(dir)) != NULL)
-		found = strncmp(de->d_name, file, flen) == 0 && (de->d_name[flen] == '\0' || de->d_name[flen] == ':');
-	closedir(dir);
+	while (!found && (de = readdir(d)) != NULL)
+		found = strncmp(de->d_name, prefix, plen) == 0;
+	closedir(d);
 	return found;
 }
 
-/* delivered_before - whether a delivery of queue_id into this Maildir
- * completed: its line is there and so is its file. */
+/* delivered_before - whether the message with this queue ID is in new/
+ * or cur/ already, under any host name or flags. */
 static bool delivered_before(struct maildir *md, const char *queue_id)
 {
-	size_t len, idlen = strlen(queue_id);
-	char *text = read_delivered(md, &len);
-	bool found = false;
+	char *prefix = maildir_queue_name(queue_id, "");
+	bool found = dir_has_prefix(md, "new", prefix) || dir_has_prefix(md, "cur", prefix);
 
-	for (char *line = text; line < text + len && !found;) {
-		char *nl = memchr(line, '\n', (size_t)(text + len - line));
-		size_t n = nl != NULL ? (size_t)(nl - line) : (size_t)(text + len - line);
-
-		if (n > idlen + 1 && memcmp(line, queue_id, idlen) == 0 && line[idlen] == ' ') {
-			char *file = xstrndup(line + idlen + 1, n - idlen - 1);
-			struct stat st;
-
-			found = (fstatat(md->new_fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) ||
-				in_cur(md, file);
-			free(file);
-		}
-		line += n + 1;
-	}
-	free(text);
+	free(prefix);
 	return found;
 }
 
-/* record_delivery - append "queue_id file" durably, before the rename;
- * trim the oldest half when the record grows too big. Called before the
- * Maildir lock is taken, so that the fsyncs of concurrent deliveries
- * overlap: the record's own lock (exclusive while writing, shared while
- * reading) keeps a trim from losing another process's line. */
-static int record_delivery(struct maildir *md, const char *queue_id, const char *file)
-{
-	char *line = xasprintf("%s %s\n", queue_id, file);
-	int fd = openat(md->dir_fd, DELIVERED_LOG, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	struct stat st;
-	int rc = 0;
-
-	if (fd < 0) {
-		free(line);
-		return -1;
-	}
-	while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
-		;
-	/* Only a record about to outgrow its limit is read again, to trim. */
-	if (fstat(fd, &st) == 0 && (size_t)st.st_size + strlen(line) > DELIVERED_LOG_MAX) {
-		char *text = xmalloc(DELIVERED_LOG_MAX + 1);
-		ssize_t n = pread(fd, text, DELIVERED_LOG_MAX, 0);
-		size_t len = n > 0 ? (size_t)n : 0;
-		const char *keep = memchr(text + len / 2, '\n', len - len / 2);
-		size_t klen = keep != NULL ? (size_t)(text + len - keep - 1) : 0;
-
-		rc = ftruncate(fd, 0) < 0 || (klen > 0 && fd_write_all(fd, keep + 1, klen) < 0) ? -1 : 0;
-		free(text);
-	}
-	if (rc == 0)
-		rc = fd_write_all(fd, line, strlen(line));
-	flock(fd, LOCK_UN);
-	if (rc == 0)
-		rc = fsync(fd);
-	close(fd);
-	free(line);
-	return rc;
-}
-
+/* rename_noreplace - tmp/name to new/final, failing with EEXIST rather
+ * than replacing a file already there. RENAME_NOREPLACE where the file
+ * system has it; else a look first (deliveries into one Maildir take
+ * turns under its lock, so nothing comes in between). */
 static int rename_noreplace(struct maildir *md, const char *name, const char *final)
 {
 #ifdef RENAME_NOREPLACE
@@ -894,6 +841,12 @@ static int rename_noreplace(struct maildir *md, const char *name, const char *fi
 	if (errno != EINVAL && errno != ENOSYS)
 		return -1;
 #endif
+	struct stat st;
+
+	if (fstatat(md->new_fd, final, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
 	return renameat(md->tmp_fd, name, md->new_fd, final);
 }
 
@@ -950,21 +903,20 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 		goto out_unlink;
 	}
 	fd = -1;
-	/* The record line may be written before the repeat check: that
-	 * check looks for a line whose file is in the Maildir, and ours has
-	 * no file there until the rename. */
-	final = xasprintf("%s,S=%lld", name, (long long)size);
-	if (msg->queue_id != NULL && record_delivery(md, msg->queue_id, final) < 0) {
-		err = errno;
-		result(res, MAILDIR_TEMP, errno_dsn(err), "record the delivery in %s: %s", md->name, strerror(err));
-		goto out_unlink;
+	if (msg->queue_id != NULL) {
+		char *base = maildir_queue_name(msg->queue_id, msg->hostname);
+
+		final = xasprintf("%s,S=%lld", base, (long long)size);
+		free(base);
+	} else {
+		final = xasprintf("%s,S=%lld", name, (long long)size);
 	}
 	/* From the repeat and quota checks to the accounting line,
 	 * deliveries into this Maildir take turns. */
 	while (flock(md->dir_fd, LOCK_EX) < 0 && errno == EINTR)
 		;
 	locked = true;
-	if (msg->queue_id != NULL && delivered_before(md, msg->queue_id)) {
+	if (msg->queue_id != NULL && msg->recheck && delivered_before(md, msg->queue_id)) {
 		result(res, MAILDIR_OK, "2.0.0", "already delivered to maildir");
 		goto out_unlink;
 	}
@@ -987,6 +939,10 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 	}
 	if (rename_noreplace(md, name, final) < 0) {
 		err = errno;
+		if (err == EEXIST && msg->queue_id != NULL) {
+			result(res, MAILDIR_OK, "2.0.0", "already delivered to maildir");
+			goto out_unlink;
+		}
 		result(res, MAILDIR_TEMP, errno_dsn(err), "rename into %s/new: %s", md->name, strerror(err));
 		goto out_unlink;
 	}

@@ -57,7 +57,8 @@ struct maildir_msg {
 	int64_t quota;         /* bytes; 0: unlimited */
 	bool quota_permanent;  /* over quota: 5.2.2 (else 4.2.2) */
 	const char *hostname;  /* for the unique file name */
-	const char *queue_id;  /* recorded per Maildir so a repeat is recognised; NULL: none */
+	const char *queue_id;  /* names the file in new/, so a repeat is recognised; NULL: none */
+	bool recheck;          /* this may be a repeat: look for the message in new/ and cur/ too */
 	bool sync_dir;         /* fsync new/ after the rename (always, but in benchmarks) */
 };
 
@@ -163,6 +164,10 @@ size_t maildir_lf_finish(struct maildir_lf *st, uint8_t *out);
 /* maildir_unique_name - "SECS.M<usec>P<pid>Q<counter>.HOST" in new memory,
  * with '/', ':' and ',' in HOST (and anything unprintable) written \ooo. */
 char *maildir_unique_name(const struct timeval *tv, pid_t pid, unsigned long counter, const char *host);
+/* maildir_queue_name - "SECS.Y<queue_id>.HOST" in new memory (SECS: the
+ * message's arrival, from the ID; HOST written as above): the name in
+ * new/ of that message, the same each time it is delivered. */
+char *maildir_queue_name(const char *queue_id, const char *host);
 
 /* maildir_name_size - the S=<size> a Maildir++ file name carries; -1 if none. */
 int64_t maildir_name_size(const char *name);

@@ -49,6 +49,10 @@ struct qmgr_active {
 	struct queue_envelope env;
 	int content_fd;
 	int outstanding;       /* recipient deliveries not yet answered */
+	/* Started right after its commit: never handed to a delivery agent
+	 * before. Anything a scan starts may have been (a crash or a lost
+	 * answer hides that), and local then looks for a repeat. */
+	bool first_hand_over;
 	struct qmgr_active *next;
 };
 

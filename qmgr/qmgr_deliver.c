@@ -200,6 +200,7 @@ static void deliver_local(struct attempt *a, const char *mailbox, long long quot
 	ipc_put_str(&req, "recipient", r->rcpt_to != NULL && r->rcpt_to[0] != '\0' ? r->rcpt_to : r->address);
 	ipc_put_str(&req, "mailbox", mailbox);
 	ipc_put_int(&req, "quota", quota);
+	ipc_put_int(&req, "recheck", !a->act->first_hand_over);
 	ipc_async_request(q->local[q->local_next++ % QMGR_LOCAL_CONNECTIONS], &req, a->act->content_fd,
 			  on_local_reply, a);
 	buf_free(&req);
@@ -307,13 +308,15 @@ static void active_remove(struct qmgr *q, struct qmgr_active *act)
 		qmgr_scan_soon(q);
 }
 
-/* start_message - launch every due recipient of env (ownership moves). */
-static void start_message(struct qmgr *q, struct queue_envelope *env, long long now)
+/* start_message - launch every due recipient of env (ownership moves);
+ * first_hand_over: see struct qmgr_active. */
+static void start_message(struct qmgr *q, struct queue_envelope *env, long long now, bool first_hand_over)
 {
 	struct qmgr_active *act = xnew(struct qmgr_active);
 	char path[64];
 
 	act->q = q;
+	act->first_hand_over = first_hand_over;
 	act->env = *env;
 	memset(env, 0, sizeof *env);
 	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, act->env.id);
@@ -394,7 +397,7 @@ void qmgr_start_fresh(struct qmgr *q, struct queue_envelope *env)
 		queue_envelope_free(env);
 		return;
 	}
-	start_message(q, env, (long long)time(NULL));
+	start_message(q, env, (long long)time(NULL), true);
 }
 
 void qmgr_on_scan(int fd, short what, void *arg)
@@ -418,7 +421,7 @@ void qmgr_on_scan(int fd, short what, void *arg)
 		free(error);
 	}
 	for (size_t i = 0; i < pick.count; i++)
-		start_message(q, &pick.list[i], now);
+		start_message(q, &pick.list[i], now, false);
 	free(pick.list);
 	/* Stopped by the batch size or the cap: more is due. With room left,
 	 * scan again at once; else when deliveries make room (active_remove). */

@@ -82,9 +82,9 @@ def content_fd(data):
 
 
 def deliver(client, data=CONTENT, *, id="4Q1ABC", sender="bob@example.net",
-            recipient="Info@Example.ORG", mailbox=MAILBOX, quota=0, fd=True, extra=()):
+            recipient="Info@Example.ORG", mailbox=MAILBOX, quota=0, recheck=0, fd=True, extra=()):
     fields = [("cmd", "deliver"), ("id", id), ("sender", sender), ("recipient", recipient),
-              ("mailbox", mailbox), ("quota", quota), *extra]
+              ("mailbox", mailbox), ("quota", quota), ("recheck", recheck), *extra]
     if not fd:
         return client.request(fields)
     desc = content_fd(data)
@@ -225,6 +225,8 @@ def test_bad_requests(local):
         assert status(r) == ("defer", "4.3.0", "bad request: unexpected field: surprise")
         r = deliver(c, quota=-1)
         assert status(r) == ("defer", "4.3.0", "bad request: field out of range: quota")
+        r = deliver(c, recheck=2)
+        assert status(r) == ("defer", "4.3.0", "bad request: field out of range: recheck")
         r = deliver(c, sender="bob@example.net\r\nX-Injected: yes")
         assert status(r) == ("defer", "4.3.0", "bad request: control character in an address")
         r = c.request([("cmd", "frobnicate")])

@@ -81,7 +81,10 @@ def test_message_lands_once_byte_exact(mail):
                     delivered_to="bob@example.test", qid=qid, message=STORED, rcpt_for="bob@example.test")
     md = maildir(mail, "bob")
     names = os.listdir(md / "new")
-    assert re.fullmatch(rf"\d+\.M\d+P\d+Q\d+\.mx\.example\.test,S={len(data)}", names[0]), names
+    # named after the queue ID (the arrival second, then the ID), so that a
+    # repeat of this delivery would find it
+    arrival = int(qid[:14], 16) // 1000000
+    assert names == [f"{arrival}.Y{qid}.mx.example.test,S={len(data)}"], names
     assert os.listdir(md / "tmp") == [] and os.listdir(md / "cur") == []
     # The content file leaves content/ (for spare/) once the removal is flushed.
     wait_until(lambda: content_files(mail) == [], 5, what="the content file to leave the queue")

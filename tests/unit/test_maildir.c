@@ -317,6 +317,9 @@ static void test_unique_name(void **state)
 	free(a);
 	free(b);
 	free(c);
+	a = maildir_queue_name("060A24181E400000007B0001", "odd/host");
+	assert_string_equal(a, "1700000000.Y060A24181E400000007B0001.odd\\057host");
+	free(a);
 
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S=1234"), 1234);
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S=1234:2,S"), 1234);
@@ -571,60 +574,67 @@ static void test_kept_maildir_revalidated(void **state)
 }
 
 /* deliver_id - deliver text to alice as queue ID id. */
-static enum maildir_outcome deliver_id(struct fx *f, const char *text, const char *id, struct maildir_result *res)
+static enum maildir_outcome deliver_id(struct fx *f, const char *text, const char *id, bool recheck,
+				       struct maildir_result *res)
 {
 	int fd = content_fd(text, strlen(text));
 	struct maildir_msg m = msg_for(fd, "alice@example.org", 0);
 	enum maildir_outcome o;
 
 	m.queue_id = id;
+	m.recheck = recheck;
 	o = maildir_deliver(f->root_fd, &m, res);
 	close(fd);
 	return o;
 }
 
-/* A repeat of a delivered queue ID is answered "already delivered" without
- * a second copy; once its file is gone (read and deleted, or never renamed
- * in), the ID delivers again. The record is trimmed past its size limit
- * and still recognises the newest deliveries. */
+/* move_rel - rename root/from to root/to. */
+static void move_rel(struct fx *f, const char *from, const char *to)
+{
+	assert_int_equal(renameat(f->root_fd, from, f->root_fd, to), 0);
+}
+
+/* A message of the queue is named after its queue ID in new/. Handed over
+ * again, it is answered "already delivered" without a second copy: found
+ * in new/ always, and in cur/ (where a reader moved it and added flags)
+ * when the hand-over is marked as a possible repeat. Once its file is
+ * gone (read and deleted), the ID delivers again. */
 static void test_repeat_delivery(void **state)
 {
 	struct fx *f = *state;
 	struct maildir_result r;
-	char id[32], path[600];
+	const char *id = "060A24181E400000007B0001"; /* arrived at 1700000000 */
+	char *name = NULL, from[600], to[600];
 
-	assert_int_equal(deliver_id(f, "one\r\n", "0660E1000000000000010001", &r), MAILDIR_OK);
+	assert_int_equal(deliver_id(f, "one\r\n", id, false, &r), MAILDIR_OK);
 	assert_string_equal(r.text, "delivered to maildir");
-	assert_int_equal(deliver_id(f, "one\r\n", "0660E1000000000000010001", &r), MAILDIR_OK);
+	assert_int_equal(strncmp(r.file, "1700000000.Y060A24181E400000007B0001.mx1.example.org,S=", 55), 0);
+	assert_int_equal(deliver_id(f, "one\r\n", id, false, &r), MAILDIR_OK);
 	assert_string_equal(r.text, "already delivered to maildir");
-	assert_int_equal(count_dir(f, MBOX "/new", NULL), 1);
+	assert_int_equal(count_dir(f, MBOX "/new", &name), 1);
 	assert_int_equal(count_dir(f, MBOX "/tmp", NULL), 0);
 
-	/* the file is gone: the record alone does not suppress a delivery */
-	assert_int_equal(count_dir(f, MBOX "/new", NULL), 1);
-	{
-		char *name = NULL;
-
-		count_dir(f, MBOX "/new", &name);
-		snprintf(path, sizeof path, "%s/new/%s", MBOX, name);
-		assert_int_equal(unlinkat(f->root_fd, path, 0), 0);
-		free(name);
-	}
-	assert_int_equal(deliver_id(f, "one\r\n", "0660E1000000000000010001", &r), MAILDIR_OK);
-	assert_string_equal(r.text, "delivered to maildir");
-
-	/* past 64 KiB of record the oldest half goes; recent IDs still count */
-	for (int i = 0; i < 1200; i++) {
-		snprintf(id, sizeof id, "0660E10000000000000%05d", i);
-		assert_int_equal(deliver_id(f, "x\r\n", id, &r), MAILDIR_OK);
-	}
-	struct stat st;
-
-	snprintf(path, sizeof path, "%s/.yubin-delivered", MBOX);
-	assert_int_equal(fstatat(f->root_fd, path, &st, 0), 0);
-	assert_true(st.st_size <= 65536);
-	assert_int_equal(deliver_id(f, "x\r\n", id, &r), MAILDIR_OK);
+	/* a reader took it to cur/ and flagged it seen */
+	snprintf(from, sizeof from, "%s/new/%s", MBOX, name);
+	snprintf(to, sizeof to, "%s/cur/%s:2,S", MBOX, name);
+	move_rel(f, from, to);
+	assert_int_equal(deliver_id(f, "one\r\n", id, true, &r), MAILDIR_OK);
 	assert_string_equal(r.text, "already delivered to maildir");
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 0);
+	assert_int_equal(count_dir(f, MBOX "/cur", NULL), 1);
+	assert_int_equal(count_dir(f, MBOX "/tmp", NULL), 0);
+
+	/* another message of the same second is not mistaken for it */
+	assert_int_equal(deliver_id(f, "two\r\n", "060A24181E400000007B0002", true, &r), MAILDIR_OK);
+	assert_string_equal(r.text, "delivered to maildir");
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 1);
+
+	/* read and deleted: the same ID is a new delivery */
+	assert_int_equal(unlinkat(f->root_fd, to, 0), 0);
+	assert_int_equal(deliver_id(f, "one\r\n", id, true, &r), MAILDIR_OK);
+	assert_string_equal(r.text, "delivered to maildir");
+	assert_int_equal(count_dir(f, MBOX "/new", NULL), 2);
+	free(name);
 }
 
 /* ---- quota -------------------------------------------------------------- */
