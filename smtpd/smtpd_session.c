@@ -57,6 +57,7 @@ struct smtpd_conn {
 	bool enqueueing;           /* syncing the content or waiting for qmgr: do not cut this short */
 	bool shutdown_after;       /* stop requested while enqueueing */
 	int content_fd;
+	struct buf content_out;    /* written to content_fd in CONTENT_WRITE_CHUNK pieces */
 	off_t content_size;
 	char queue_id[QUEUE_ID_SIZE];
 	struct target *targets;
@@ -73,6 +74,10 @@ struct smtpd_conn {
 	bool rcpt_postmaster;      /* <postmaster>: must be accepted */
 	struct smtpd_conn *prev, *next;
 };
+
+/* The message is written to its file in pieces of this size, most
+ * messages in one write. */
+#define CONTENT_WRITE_CHUNK 65536
 
 static void conn_unref(struct smtpd_conn *c);
 
@@ -105,6 +110,7 @@ static void discard_content(struct smtpd_conn *c)
 {
 	char path[64];
 
+	buf_free(&c->content_out);
 	if (c->content_fd < 0)
 		return;
 	close(c->content_fd);
@@ -151,11 +157,29 @@ static void conn_close(struct smtpd_conn *c)
 
 /* ---- engine callbacks ---------------------------------------------- */
 
+/* cb_write - a reply goes straight to the socket when nothing waits
+ * before it (as good as always: replies are short); only what the socket
+ * does not take now is left to the bufferevent, whose write event would
+ * otherwise cost two epoll changes and a loop pass per reply. */
 static void cb_write(void *ctx, const char *data, size_t len)
 {
 	struct smtpd_conn *c = ctx;
+	struct evbuffer *out;
+	ssize_t n;
 
-	if (!c->gone)
+	if (c->gone)
+		return;
+	out = bufferevent_get_output(c->bev);
+	if (evbuffer_get_length(out) == 0) {
+		n = send(bufferevent_getfd(c->bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		}
+		/* An error other than a full socket shows up at the next
+		 * read or write of the bufferevent, which closes. */
+	}
+	if (len > 0)
 		bufferevent_write(c->bev, data, len);
 }
 
@@ -413,11 +437,21 @@ static void cb_data_open(void *ctx)
 	smtp_session_data_open_done(c->s, 0, c->queue_id);
 }
 
+/* content_flush - write what content_out holds; 0, or -1 with errno. */
+static int content_flush(struct smtpd_conn *c)
+{
+	int rc = fd_write_all(c->content_fd, c->content_out.data, c->content_out.len);
+
+	buf_reset(&c->content_out);
+	return rc;
+}
+
 static int cb_data_write(void *ctx, const void *data, size_t len)
 {
 	struct smtpd_conn *c = ctx;
 
-	return fd_write_all(c->content_fd, data, len);
+	buf_append(&c->content_out, data, len);
+	return c->content_out.len >= CONTENT_WRITE_CHUNK ? content_flush(c) : 0;
 }
 
 static void on_enqueued(const struct ipc_msg *reply, const char *error, void *arg)
@@ -480,6 +514,21 @@ static void enqueue(struct smtpd_conn *c, off_t size)
 	buf_free(&req);
 }
 
+/* content_failed - the content could not be written or synced: nothing
+ * stays behind, and the client hears why (disk full, or queue trouble). */
+static void content_failed(struct smtpd_conn *c, const char *what, int err)
+{
+	log_warn("%s: %s: %s", c->queue_id, what, strerror(err));
+	discard_content(c);
+	c->enqueueing = false;
+	if (!c->gone) {
+		smtp_session_data_done(c->s, err == ENOSPC || err == EDQUOT ? R_NO_SPACE : R_QUEUE_ERROR, NULL);
+		if (c->shutdown_after)
+			smtp_session_shutdown(c->s);
+	}
+	conn_unref(c);
+}
+
 /* on_content_synced - the fsync ran on a worker thread (a blocking call
  * here would stall every other session of this process). */
 static void on_content_synced(int err, void *arg)
@@ -487,22 +536,16 @@ static void on_content_synced(int err, void *arg)
 	struct smtpd_conn *c = arg;
 	char path[64];
 
+	if (err != 0) {
+		content_failed(c, "fsync", err);
+		return;
+	}
 	snprintf(path, sizeof path, "%s/%s", QUEUE_CONTENT_DIR, c->queue_id);
-	if (err == 0 && close(c->content_fd) < 0) {
+	if (close(c->content_fd) < 0) {
 		err = errno;
 		c->content_fd = -1;
 		unlink(path);
-	}
-	if (err != 0) {
-		log_warn("%s: fsync: %s", c->queue_id, strerror(err));
-		discard_content(c);
-		c->enqueueing = false;
-		if (!c->gone) {
-			smtp_session_data_done(c->s, err == ENOSPC || err == EDQUOT ? R_NO_SPACE : R_QUEUE_ERROR, NULL);
-			if (c->shutdown_after)
-				smtp_session_shutdown(c->s);
-		}
-		conn_unref(c);
+		content_failed(c, "close", err);
 		return;
 	}
 	c->content_fd = -1;
@@ -525,9 +568,14 @@ static void cb_data_close(void *ctx, bool ok)
 		discard_content(c);
 		return;
 	}
-	c->content_size = lseek(c->content_fd, 0, SEEK_END);
 	c->enqueueing = true;
 	c->refs++;
+	if (content_flush(c) < 0) {
+		content_failed(c, "write", errno);
+		return;
+	}
+	buf_free(&c->content_out);
+	c->content_size = lseek(c->content_fd, 0, SEEK_END);
 	fileop_fsync(c->d->fileops, c->content_fd, on_content_synced, c);
 }
 
