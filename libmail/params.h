@@ -40,6 +40,19 @@ struct yb_params {
 	long long smtpd_error_limit;
 	long long smtpd_timeout;
 	long long hopcount_limit;
+	bool smtpd_auth_on_mx;
+	bool smtpd_auth_plaintext;
+	/* TLS (smtpd now; pop3d and imapd later) */
+	char *tls_cert_file;
+	char *tls_key_file;
+	char *tls_sni_map;
+	/* logins (auth, for every service) */
+	char *auth_mechanisms;
+	long long auth_failure_window;
+	long long auth_delay_after;
+	long long auth_failure_delay;
+	long long auth_block_after;
+	long long auth_block_time;
 	/* queue */
 	long long minimal_backoff_time;
 	long long maximal_backoff_time;
