@@ -234,6 +234,7 @@ static int parse_path_arg(const char *args, size_t len, const char *keyword, uns
 #define SEEN_ENVID 0x10
 #define SEEN_NOTIFY 0x20
 #define SEEN_ORCPT 0x40
+#define SEEN_AUTH 0x80
 
 /* once - note that a parameter was seen; R_SYNTAX the second time. */
 static int once(unsigned *seen, unsigned bit, const char **error_r)
@@ -330,6 +331,15 @@ bad_size:
 			*error_r = "bad ENVID value";
 			return R_SYNTAX;
 		}
+		return 0;
+	}
+	if (equal_nocase(prm->key, prm->key_len, "AUTH")) {
+		/* RFC 4954 5: who submitted the message originally. Accepted
+		 * and not used: we pass on no such claim (the same as AUTH=<>). */
+		if ((rc = once(seen, SEEN_AUTH, error_r)) != 0)
+			return rc;
+		if (check_value(prm, true, error_r) < 0)
+			return R_SYNTAX;
 		return 0;
 	}
 	*error_r = "unknown MAIL parameter";

@@ -45,7 +45,7 @@ static const struct smtp_reply replies[R_REPLY_COUNT] = {
 	/* The server's host name goes before an empty text (RFC 5321 4.1.1.1);
 	 * RFC 2034 leaves enhanced codes off the greeting and HELO/EHLO. */
 	[R_HELO] = { 250, NULL, "" },
-	[R_HELP] = { 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY" },
+	[R_HELP] = { 214, "2.0.0", "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY" },
 	/* The chunk size goes before the text: "250 2.0.0 1024 octets received". */
 	[R_BDAT_OK] = { 250, "2.0.0", "octets received" },
 	[R_NEED_HELO] = { 503, "5.5.1", "Send EHLO or HELO first" },
@@ -54,6 +54,20 @@ static const struct smtp_reply replies[R_REPLY_COUNT] = {
 	[R_NEED_RCPT_CMD] = { 503, "5.5.1", "Need RCPT command" },
 	[R_BAD_CHAR] = { 500, "5.5.2", "NUL or bare CR in command line" },
 	[R_INPUT_OVERFLOW] = { 421, "4.7.0", "Too much pipelined input, closing connection" },
+	[R_TLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
+	[R_TLS_ACTIVE] = { 503, "5.5.1", "TLS already active" },
+	[R_TLS_FIRST] = { 530, "5.7.0", "Must issue a STARTTLS command first" },
+	[R_AUTH_OK] = { 235, "2.7.0", "Authentication successful" },
+	/* RFC 4954: "334 " and the base64 challenge (the suffix), nothing else. */
+	[R_AUTH_CHALLENGE] = { 334, NULL, "" },
+	[R_AUTH_NOT_ENABLED] = { 503, "5.5.1", "Authentication not enabled" },
+	[R_AUTH_ALREADY] = { 503, "5.5.1", "Already authenticated" },
+	[R_AUTH_IN_MAIL] = { 503, "5.5.1", "AUTH not allowed during a mail transaction" },
+	[R_AUTH_BAD_MECH] = { 504, "5.5.4", "Unrecognized authentication mechanism" },
+	[R_AUTH_BAD_BASE64] = { 501, "5.5.2", "Cannot decode base64 response" },
+	[R_AUTH_CANCELLED] = { 501, "5.7.0", "Authentication cancelled" },
+	[R_AUTH_TEMP] = { 454, "4.7.0", "Temporary authentication failure, try again later" },
+	[R_AUTH_ENCRYPT] = { 538, "5.7.11", "Encryption required for requested authentication mechanism" },
 };
 
 const struct smtp_reply *smtp_reply_get(enum smtp_reply_id id)

@@ -52,6 +52,19 @@ enum smtp_reply_id {
 	R_NEED_RCPT_CMD,     /* 503 5.5.1 no RCPT given at all */
 	R_BAD_CHAR,          /* 500 5.5.2 NUL or bare CR in a command line */
 	R_INPUT_OVERFLOW,    /* 421 4.7.0 too much pipelined input */
+	R_TLS_GO,            /* 220 2.0.0 ready to start TLS */
+	R_TLS_ACTIVE,        /* 503 5.5.1 TLS already active */
+	R_TLS_FIRST,         /* 530 5.7.0 STARTTLS first (AUTH before TLS) */
+	R_AUTH_OK,           /* 235 2.7.0 */
+	R_AUTH_CHALLENGE,    /* 334 (the base64 challenge follows) */
+	R_AUTH_NOT_ENABLED,  /* 503 5.5.1 */
+	R_AUTH_ALREADY,      /* 503 5.5.1 already authenticated */
+	R_AUTH_IN_MAIL,      /* 503 5.5.1 AUTH inside a transaction */
+	R_AUTH_BAD_MECH,     /* 504 5.5.4 */
+	R_AUTH_BAD_BASE64,   /* 501 5.5.2 */
+	R_AUTH_CANCELLED,    /* 501 5.7.0 client sent "*" */
+	R_AUTH_TEMP,         /* 454 4.7.0 */
+	R_AUTH_ENCRYPT,      /* 538 5.7.11 */
 	R_REPLY_COUNT
 };
 

@@ -27,6 +27,7 @@
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_reply.h"
+#include "../libutil/base64.h"
 #include "../libutil/buf.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
@@ -50,7 +51,12 @@
 #define LINE_MAX_DEFAULT 512
 #define LINE_MAX_MAIL (LINE_MAX_DEFAULT + 26 + 100 + 14 + 9)
 #define LINE_MAX_RCPT (LINE_MAX_DEFAULT + 500)
-#define LINE_MAX_ANY LINE_MAX_RCPT
+/* RFC 4954 4: AUTH lines (the command with an initial response, and the
+ * responses to challenges) may be 12288 octets. */
+#define LINE_MAX_AUTH 12288
+#define LINE_MAX_ANY LINE_MAX_AUTH
+/* SASL mechanism names: RFC 4422 3.1, at most 20 characters. */
+#define MECH_NAME_MAX 20
 
 /* Junk commands (NOOP, RSET, HELP, VRFY, EXPN, ...) allowed between two
  * accepted messages before each further one counts as an error. */
@@ -64,6 +70,8 @@ enum session_state {
 	S_CMD,   /* reading command lines */
 	S_DATA,  /* reading DATA content */
 	S_BDAT,  /* reading a BDAT chunk */
+	S_AUTH,  /* reading the response to an AUTH challenge */
+	S_TLS,   /* STARTTLS answered, handshake under way: input discarded */
 	S_CLOSED /* close called: input ignored */
 };
 
@@ -72,7 +80,8 @@ enum wait {
 	W_MAIL,      /* mail callback */
 	W_RCPT,      /* rcpt callback */
 	W_DATA_OPEN, /* data_open callback */
-	W_DATA_DONE  /* data_close(true): committing */
+	W_DATA_DONE, /* data_close(true): committing */
+	W_AUTH       /* auth_start or auth_step */
 };
 
 enum helo_mode { HELO_NONE, HELO_HELO, HELO_EHLO };
@@ -99,10 +108,10 @@ struct smtp_command {
 };
 
 static cmd_handler cmd_ehlo, cmd_helo, cmd_mail, cmd_rcpt, cmd_data, cmd_bdat, cmd_rset, cmd_noop,
-	cmd_quit, cmd_help, cmd_vrfy, cmd_not_implemented;
+	cmd_quit, cmd_help, cmd_vrfy, cmd_starttls, cmd_auth, cmd_not_implemented;
 
 /* The command table. BDAT checks EHLO/HELO itself: it must read its
- * chunk before it may answer. STARTTLS and AUTH arrive with TLS. */
+ * chunk before it may answer. */
 static const struct smtp_command commands[] = {
 	{ "EHLO", cmd_ehlo, 0, 0 },
 	{ "HELO", cmd_helo, 0, 0 },
@@ -116,23 +125,24 @@ static const struct smtp_command commands[] = {
 	{ "HELP", cmd_help, CMD_JUNK, 0 },
 	{ "VRFY", cmd_vrfy, CMD_JUNK, 0 },
 	{ "EXPN", cmd_not_implemented, CMD_JUNK, 0 },
-	{ "STARTTLS", cmd_not_implemented, CMD_JUNK, 0 },
-	{ "AUTH", cmd_not_implemented, CMD_JUNK, 0 },
+	{ "STARTTLS", cmd_starttls, CMD_NEED_HELO | CMD_NO_ARGS, 0 },
+	{ "AUTH", cmd_auth, CMD_NEED_HELO, LINE_MAX_AUTH },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 #define CMD_UNKNOWN N_COMMANDS /* index of the "unknown" counters */
 #define CMD_NONE (N_COMMANDS + 1)
 
-/* EHLO keywords after the host name line, in this order. */
-enum { CAP_PLAIN, CAP_SIZE, CAP_UTF8 };
+/* EHLO keywords after the host name line, in this order (the last one
+ * is always offered). */
+enum { CAP_PLAIN, CAP_SIZE, CAP_UTF8, CAP_STARTTLS, CAP_AUTH };
 static const struct {
 	const char *keyword;
 	int kind;
 } capabilities[] = {
-	{ "PIPELINING", CAP_PLAIN }, { "SIZE", CAP_SIZE },	{ "8BITMIME", CAP_PLAIN },
-	{ "ENHANCEDSTATUSCODES", CAP_PLAIN }, { "SMTPUTF8", CAP_UTF8 }, { "CHUNKING", CAP_PLAIN },
-	{ "DSN", CAP_PLAIN },
+	{ "PIPELINING", CAP_PLAIN }, { "SIZE", CAP_SIZE }, { "STARTTLS", CAP_STARTTLS }, { "AUTH", CAP_AUTH },
+	{ "8BITMIME", CAP_PLAIN }, { "ENHANCEDSTATUSCODES", CAP_PLAIN }, { "SMTPUTF8", CAP_UTF8 },
+	{ "CHUNKING", CAP_PLAIN }, { "DSN", CAP_PLAIN },
 };
 
 struct smtp_session {
@@ -153,6 +163,11 @@ struct smtp_session {
 	bool processing; /* process() is on the stack */
 	bool paused;     /* flow(ctx, true) in force */
 	bool tls;
+	const char *tls_desc;  /* "TLSv1.3 with cipher ... (256/256 bits)" (pool), or NULL */
+	const char *auth_mechs; /* offered now (pool), NULL: none */
+	const char *auth_user; /* authenticated as (pool), or NULL */
+	const char *auth_mech; /* the mechanism of the exchange, or of the success (pool) */
+	bool auth_exchange;    /* an AUTH exchange is under way: auth_cancel owed if abandoned */
 	bool discard_line; /* skipping the rest of an overlong line */
 	bool logged_disconnect;
 
@@ -234,7 +249,8 @@ static void leave(struct smtp_session *s)
 /* runnable - whether process() may do more work now. */
 static bool runnable(const struct smtp_session *s)
 {
-	return !s->dead && s->wait == W_NONE && (s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT);
+	return !s->dead && s->wait == W_NONE &&
+	       (s->state == S_CMD || s->state == S_DATA || s->state == S_BDAT || s->state == S_AUTH);
 }
 
 /* enter_state - the one place the state changes; nothing leaves
@@ -255,6 +271,17 @@ static void cb_data_close(struct smtp_session *s, bool ok)
 {
 	if (!s->dead)
 		s->cb.data_close(s->ctx, ok);
+}
+
+/* auth_abandon - an AUTH exchange ends without a verdict: the
+ * application forgets its side of it. */
+static void auth_abandon(struct smtp_session *s)
+{
+	if (!s->auth_exchange)
+		return;
+	s->auth_exchange = false;
+	if (!s->dead && s->cb.auth_cancel != NULL)
+		s->cb.auth_cancel(s->ctx);
 }
 
 static void log_event(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -381,13 +408,18 @@ static void send_reply(struct smtp_session *s, int id, const char *prefix, const
 
 /* ---- log helpers -------------------------------------------------- */
 
+/* proto_name - the "with" of the Received header (RFC 3848). */
 static const char *proto_name(const struct smtp_session *s)
 {
+	static const char *const names[2][2][2] = {
+		/* [utf8][tls][auth] */
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
+
 	if (s->helo_mode != HELO_EHLO)
 		return s->tls ? "SMTPS" : "SMTP";
-	if (s->has_mail && s->mail_params.smtputf8)
-		return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
-	return s->tls ? "ESMTPS" : "ESMTP";
+	return names[s->has_mail && s->mail_params.smtputf8][s->tls][s->auth_user != NULL];
 }
 
 /* log_addr - "<address>" sanitised for a log line (cmd_pool memory). */
@@ -515,6 +547,7 @@ static void session_close(struct smtp_session *s)
 	if (s->state == S_CLOSED)
 		return;
 	trans_reset(s);
+	auth_abandon(s);
 	log_disconnect(s);
 	s->state = S_CLOSED;
 	if (!s->dead)
@@ -603,8 +636,16 @@ static void write_received(struct smtp_session *s)
 	header_text(addr, sizeof addr, s->client_addr);
 	v6 = strchr(s->client_addr, ':') != NULL && strncasecmp(s->client_addr, "IPv6:", 5) != 0;
 	rfc5322_date(date, sizeof date, time(NULL));
-	buf_printf(&h, "Received: from %s (%s [%s%s])\r\n\tby %s (Yubin) with %s", helo, name, v6 ? "IPv6:" : "",
-		   addr, s->config.hostname, proto_name(s));
+	buf_printf(&h, "Received: from %s (%s [%s%s])\r\n", helo, name, v6 ? "IPv6:" : "", addr);
+	if (s->tls_desc != NULL)
+		buf_printf(&h, "\t(using %s)\r\n", s->tls_desc);
+	if (s->auth_user != NULL) {
+		char user[256];
+
+		header_text(user, sizeof user, s->auth_user);
+		buf_printf(&h, "\t(Authenticated sender: %s)\r\n", user);
+	}
+	buf_printf(&h, "\tby %s (Yubin) with %s", s->config.hostname, proto_name(s));
 	if (s->queue_id != NULL && s->queue_id[0] != '\0')
 		buf_printf(&h, " id %s", s->queue_id);
 	if (s->nrcpt == 1)
@@ -848,6 +889,8 @@ static bool command_step(struct smtp_session *s)
 	return true;
 }
 
+static bool auth_line_step(struct smtp_session *s);
+
 /* process - run everything that can run now. */
 static void process(struct smtp_session *s)
 {
@@ -862,6 +905,8 @@ static void process(struct smtp_session *s)
 			progress = data_step(s);
 		else if (s->state == S_BDAT)
 			progress = bdat_step(s);
+		else if (s->state == S_AUTH)
+			progress = auth_line_step(s);
 		else
 			progress = command_step(s);
 		if (!progress && s->in_later.len == 0)
@@ -907,6 +952,11 @@ static void set_helo(struct smtp_session *s, const char *arg, size_t len, enum h
 	s->helo_mode = mode;
 }
 
+static bool starttls_offered(const struct smtp_session *s)
+{
+	return s->config.starttls && s->cb.starttls != NULL && !s->tls;
+}
+
 static void cmd_ehlo(struct smtp_session *s, const char *args, size_t len)
 {
 	const char *arg = helo_arg(args, &len);
@@ -922,11 +972,15 @@ static void cmd_ehlo(struct smtp_session *s, const char *args, size_t len)
 	for (size_t i = 0; i < sizeof capabilities / sizeof capabilities[0]; i++) {
 		bool last = i + 1 == sizeof capabilities / sizeof capabilities[0];
 
-		if (capabilities[i].kind == CAP_UTF8 && !s->config.smtputf8)
+		if ((capabilities[i].kind == CAP_UTF8 && !s->config.smtputf8) ||
+		    (capabilities[i].kind == CAP_STARTTLS && !starttls_offered(s)) ||
+		    (capabilities[i].kind == CAP_AUTH && s->auth_mechs == NULL))
 			continue;
 		buf_printf(&out, "250%c%s", last ? ' ' : '-', capabilities[i].keyword);
 		if (capabilities[i].kind == CAP_SIZE && s->config.max_message_size > 0)
 			buf_printf(&out, " %lld", s->config.max_message_size);
+		if (capabilities[i].kind == CAP_AUTH)
+			buf_printf(&out, " %s", s->auth_mechs);
 		buf_append(&out, "\r\n", 2);
 	}
 	cb_write(s, out.data, out.len);
@@ -953,6 +1007,10 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t len)
 	const char *error = NULL;
 	int rc;
 
+	if (s->config.auth_required && s->auth_user == NULL) {
+		reply_error(s, R_AUTH_REQUIRED, NULL);
+		return;
+	}
 	if (s->has_mail) {
 		reply_error(s, R_NESTED_MAIL, NULL);
 		return;
@@ -1115,6 +1173,176 @@ static void cmd_vrfy(struct smtp_session *s, const char *args, size_t len)
 	send_reply(s, R_VRFY, NULL, NULL);
 }
 
+/* discard_input - throw away everything the client sent so far. */
+static size_t discard_input(struct smtp_session *s)
+{
+	size_t n = in_len(s) + s->in_later.len;
+
+	in_skip(s, in_len(s));
+	buf_reset(&s->in_later);
+	return n;
+}
+
+static void cmd_starttls(struct smtp_session *s, const char *args, size_t len)
+{
+	size_t dropped;
+
+	(void)args;
+	(void)len;
+	if (s->tls) {
+		reply_error(s, R_TLS_ACTIVE, NULL);
+		return;
+	}
+	if (!starttls_offered(s)) {
+		send_reply(s, R_NOT_IMPLEMENTED, NULL, NULL);
+		return;
+	}
+	/* What the client sent after STARTTLS, before the handshake, came
+	 * in clear and could have been injected by anyone on the path
+	 * (CVE-2011-0411): it must never be taken as sent over TLS. */
+	dropped = discard_input(s);
+	if (dropped > 0)
+		log_event(s, "discarded %zu octets sent after STARTTLS by %s", dropped, s->client_log);
+	trans_reset(s);
+	send_reply(s, R_TLS_GO, NULL, NULL);
+	enter_state(s, S_TLS);
+	if (!s->dead && s->state == S_TLS)
+		s->cb.starttls(s->ctx);
+}
+
+/* mech_offered - whether mech (upper case) is a word of the offer. */
+static bool mech_offered(const struct smtp_session *s, const char *mech)
+{
+	size_t n = strlen(mech);
+
+	for (const char *p = s->auth_mechs; p != NULL && *p != '\0';) {
+		const char *end = strchr(p, ' ');
+		size_t w = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (w == n && memcmp(p, mech, n) == 0)
+			return true;
+		p = end != NULL ? end + 1 : p + w;
+	}
+	return false;
+}
+
+/* decode_response - an AUTH response line (or initial response) into out:
+ * "=" is the empty response (RFC 4954 4). */
+static int decode_response(const char *text, size_t len, struct buf *out)
+{
+	buf_reset(out);
+	if (len == 1 && text[0] == '=')
+		return 0;
+	return base64_decode(out, text, len);
+}
+
+static void cmd_auth(struct smtp_session *s, const char *args, size_t len)
+{
+	char mech[MECH_NAME_MAX + 1];
+	size_t i = 0, m = 0;
+	struct buf resp = BUF_INIT;
+	bool has_resp;
+
+	if (s->auth_user != NULL) {
+		reply_error(s, R_AUTH_ALREADY, NULL);
+		return;
+	}
+	if (s->auth_mechs == NULL || s->helo_mode != HELO_EHLO || s->cb.auth_start == NULL) {
+		/* Not offered here. Where TLS would make it so, say that. */
+		reply_error(s, starttls_offered(s) ? R_TLS_FIRST : R_AUTH_NOT_ENABLED, NULL);
+		return;
+	}
+	if (s->has_mail) {
+		reply_error(s, R_AUTH_IN_MAIL, NULL);
+		return;
+	}
+	while (i < len && args[i] == ' ')
+		i++;
+	for (; i < len && args[i] != ' '; i++) {
+		char c = args[i];
+
+		if (m == MECH_NAME_MAX || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+					     (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+			m = 0;
+			break;
+		}
+		mech[m++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+	}
+	mech[m] = '\0';
+	if (m == 0) {
+		reply_error(s, R_SYNTAX, "AUTH needs a mechanism");
+		return;
+	}
+	if (!mech_offered(s, mech)) {
+		reply_error(s, R_AUTH_BAD_MECH, NULL);
+		return;
+	}
+	while (i < len && args[i] == ' ')
+		i++;
+	while (len > i && args[len - 1] == ' ')
+		len--;
+	has_resp = i < len;
+	if (has_resp && decode_response(args + i, len - i, &resp) < 0) {
+		buf_free(&resp);
+		reply_error(s, R_AUTH_BAD_BASE64, NULL);
+		return;
+	}
+	s->auth_mech = pool_strdup(s->pool, mech);
+	s->auth_exchange = true;
+	s->wait = W_AUTH;
+	if (!s->dead)
+		s->cb.auth_start(s->ctx, mech, resp.data != NULL ? resp.data : (const uint8_t *)"", resp.len,
+				 has_resp);
+	buf_free(&resp);
+}
+
+/* auth_line_step - the client's response to a challenge, if a whole
+ * line is there. */
+static bool auth_line_step(struct smtp_session *s)
+{
+	const uint8_t *data = in_data(s), *lf;
+	size_t len = in_len(s), text;
+	struct buf resp = BUF_INIT;
+
+	lf = len > 0 ? memchr(data, '\n', len) : NULL;
+	if (lf == NULL) {
+		if (len < LINE_MAX_AUTH)
+			return false;
+		/* RFC 4954 4: 500 5.5.6 for an overlong line; the exchange is
+		 * over, the rest of the line is skipped. */
+		in_skip(s, len);
+		s->discard_line = true;
+		enter_state(s, S_CMD);
+		auth_abandon(s);
+		reply_error(s, R_LINE_TOO_LONG, "AUTH response");
+		return true;
+	}
+	text = (size_t)(lf - data);
+	if (text > 0 && data[text - 1] == '\r')
+		text--;
+	buf_reset(&s->line);
+	buf_append(&s->line, data, text);
+	in_skip(s, (size_t)(lf - data) + 1);
+	enter_state(s, S_CMD);
+	if (s->line.len == 1 && s->line.data[0] == '*') {
+		auth_abandon(s);
+		send_reply(s, R_AUTH_CANCELLED, NULL, NULL);
+		log_reject(s, R_AUTH_CANCELLED, NULL, false, NULL);
+		return true;
+	}
+	if (decode_response((const char *)s->line.data, s->line.len, &resp) < 0) {
+		auth_abandon(s);
+		reply_error(s, R_AUTH_BAD_BASE64, NULL);
+		buf_free(&resp);
+		return true;
+	}
+	s->wait = W_AUTH;
+	if (!s->dead)
+		s->cb.auth_step(s->ctx, resp.data != NULL ? resp.data : (const uint8_t *)"", resp.len);
+	buf_free(&resp);
+	return true;
+}
+
 static void cmd_not_implemented(struct smtp_session *s, const char *args, size_t len)
 {
 	(void)args;
@@ -1173,6 +1401,11 @@ void smtp_session_input(struct smtp_session *s, const void *data, size_t len)
 {
 	if (s->state == S_CLOSED || s->dead || len == 0)
 		return;
+	if (s->state == S_TLS) {
+		/* Sent in clear after STARTTLS, before the handshake. */
+		log_event(s, "discarded %zu octets sent after STARTTLS by %s", len, s->client_log);
+		return;
+	}
 	if (s->depth > 0) {
 		/* From inside a callback: later, between steps. */
 		buf_append(&s->in_later, data, len);
@@ -1312,7 +1545,15 @@ void smtp_session_data_open_done(struct smtp_session *s, int reply_id, const cha
 		s->queue_id = pool_strdup(s->trans_pool, queue_id != NULL ? queue_id : "");
 		s->too_big = s->write_failed = false;
 		s->written = 0;
-		log_event(s, "%s: client=%s", s->queue_id, s->client_log);
+		if (s->auth_user != NULL) {
+			char user[SANITIZE_MAX];
+
+			sanitize(user, sizeof user, s->auth_user, strlen(s->auth_user));
+			log_event(s, "%s: client=%s, sasl_method=%s, sasl_username=%s", s->queue_id, s->client_log,
+				  s->auth_mech, user);
+		} else {
+			log_event(s, "%s: client=%s", s->queue_id, s->client_log);
+		}
 		if (s->data_kind == D_DATA) {
 			smtp_data_begin(s->scanner, SMTP_DATA_DOT);
 			enter_state(s, S_DATA);
@@ -1392,9 +1633,85 @@ const char *smtp_session_helo(const struct smtp_session *s)
 	return s->helo_mode != HELO_NONE ? buf_cstr(&s->helo) : NULL;
 }
 
-void smtp_session_set_tls(struct smtp_session *s, bool on)
+void smtp_session_set_tls(struct smtp_session *s, bool on, const char *version, const char *cipher, int bits)
 {
 	s->tls = on;
+	s->tls_desc = NULL;
+	if (on && version != NULL && cipher != NULL) {
+		char v[64], c[128];
+
+		header_text(v, sizeof v, version);
+		header_text(c, sizeof c, cipher);
+		s->tls_desc = pool_printf(s->pool, "%s with cipher %s (%d/%d bits)", v, c, bits, bits);
+	}
+}
+
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher, int bits)
+{
+	if (s->dead || s->state == S_CLOSED)
+		return;
+	if (s->state != S_TLS)
+		log_panic("smtp_session_tls_started: no STARTTLS pending");
+	enter(s);
+	/* RFC 3207 4.2: forget everything learnt before; EHLO again. */
+	trans_reset(s);
+	buf_reset(&s->helo);
+	s->helo_mode = HELO_NONE;
+	s->auth_user = NULL;
+	smtp_session_set_tls(s, true, version, cipher, bits);
+	enter_state(s, S_CMD);
+	log_event(s, "TLS established with %s: %s", s->client_log, s->tls_desc != NULL ? s->tls_desc : "?");
+	process(s);
+	leave(s);
+}
+
+void smtp_session_set_auth_mechs(struct smtp_session *s, const char *mechs)
+{
+	s->auth_mechs = mechs != NULL && mechs[0] != '\0' ? pool_strdup(s->pool, mechs) : NULL;
+}
+
+void smtp_session_auth_done(struct smtp_session *s, enum smtp_auth_answer answer, const void *challenge,
+			    size_t len, const char *user)
+{
+	if (!check_answer(s, W_AUTH, "smtp_session_auth_done"))
+		return;
+	enter(s);
+	switch (answer) {
+	case SMTP_AUTH_CONTINUE: {
+		struct buf b64 = BUF_INIT;
+
+		base64_encode(&b64, challenge, len);
+		send_reply(s, R_AUTH_CHALLENGE, NULL, buf_cstr(&b64));
+		buf_free(&b64);
+		enter_state(s, S_AUTH);
+		break;
+	}
+	case SMTP_AUTH_OK:
+		s->auth_exchange = false;
+		s->auth_user = pool_strdup(s->pool, user != NULL ? user : "");
+		send_reply(s, R_AUTH_OK, NULL, NULL);
+		break;
+	case SMTP_AUTH_FAIL:
+		s->auth_exchange = false;
+		reply_error(s, R_AUTH_FAILED, s->auth_mech);
+		break;
+	case SMTP_AUTH_ENCRYPT:
+		s->auth_exchange = false;
+		reply_error(s, R_AUTH_ENCRYPT, s->auth_mech);
+		break;
+	default:
+		s->auth_exchange = false;
+		send_reply(s, R_AUTH_TEMP, NULL, NULL);
+		log_reject(s, R_AUTH_TEMP, NULL, false, s->auth_mech);
+		break;
+	}
+	process(s);
+	leave(s);
+}
+
+const char *smtp_session_auth_user(const struct smtp_session *s)
+{
+	return s->auth_user;
 }
 
 const char *smtp_session_queue_id(const struct smtp_session *s)
@@ -1427,6 +1744,7 @@ void smtp_session_free(struct smtp_session **sp)
 			log_event(s, "lost connection after %s from %s",
 				  was == S_DATA || was == S_BDAT ? "END-OF-MESSAGE" : s->verb_log, s->client_log);
 		trans_reset(s);
+		auth_abandon(s);
 		if (was != S_NEW)
 			log_disconnect(s);
 	}

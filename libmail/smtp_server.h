@@ -45,6 +45,17 @@ struct smtp_server_config {
 	int max_errors;             /* client errors before 421 4.7.0 and close; 0 = no limit */
 	int max_received;           /* hopcount: more Received headers than this -> 554 5.4.6; 0 = no limit */
 	bool smtputf8;              /* offer SMTPUTF8 */
+	bool starttls;              /* offer STARTTLS (needs the starttls callback) */
+	bool auth_required;         /* submission: MAIL before AUTH gets 530 5.7.0 */
+};
+
+/* The outcome of one step of an AUTH exchange (smtp_session_auth_done). */
+enum smtp_auth_answer {
+	SMTP_AUTH_CONTINUE, /* send the challenge (334), read the client's response */
+	SMTP_AUTH_OK,       /* 235 2.7.0: the user is authenticated */
+	SMTP_AUTH_FAIL,     /* 535 5.7.8 (one text for every reason: no user enumeration) */
+	SMTP_AUTH_ENCRYPT,  /* 538 5.7.11: the mechanism needs TLS */
+	SMTP_AUTH_TEMP,     /* 454 4.7.0: the check could not be made, or too many failures */
 };
 
 /* The application's side. Every request the engine makes is answered by
@@ -84,6 +95,23 @@ struct smtp_server_callbacks {
 	 * read again. Without it the engine gives up (421 4.7.0) once it
 	 * holds SMTP_INPUT_MAX octets. */
 	void (*flow)(void *ctx, bool paused);
+	/* Added, for TLS and AUTH; may be NULL (then not offered). */
+	/* STARTTLS: "220 2.0.0 Ready to start TLS" has been written and any
+	 * input that came with the command was thrown away; start the
+	 * handshake once that reply is out, and call smtp_session_tls_started
+	 * when it is done (or close the connection if it failed). Input
+	 * given meanwhile is discarded. */
+	void (*starttls)(void *ctx);
+	/* AUTH mech [initial-response]: mech is upper case and one of the
+	 * offered ones; resp is the decoded initial response (has_resp:
+	 * there was one; "=" gives an empty one). Answer with
+	 * smtp_session_auth_done. */
+	void (*auth_start)(void *ctx, const char *mech, const void *resp, size_t len, bool has_resp);
+	/* the client's decoded response to a 334 challenge */
+	void (*auth_step)(void *ctx, const void *resp, size_t len);
+	/* the exchange ended without an answer being wanted (the client
+	 * sent "*", an undecodable line, or the session ended): forget it */
+	void (*auth_cancel)(void *ctx);
 };
 
 /* Input buffering limits (octets of unprocessed client input). */
@@ -120,9 +148,25 @@ const struct smtp_mail_params *smtp_session_mail_params(const struct smtp_sessio
 const char *smtp_session_helo(const struct smtp_session *s);
 
 /* Added: */
-/* smtp_session_set_tls - the connection is encrypted (implicit TLS now,
- * STARTTLS later): "with ESMTPS" / "UTF8SMTPS" in the Received header. */
-void smtp_session_set_tls(struct smtp_session *s, bool on);
+/* smtp_session_set_tls - the connection is encrypted from the start
+ * (implicit TLS): "with ESMTPS" / "UTF8SMTPS" in the Received header,
+ * with the protocol version, cipher and its bits (any may be NULL/0). */
+void smtp_session_set_tls(struct smtp_session *s, bool on, const char *version, const char *cipher, int bits);
+/* smtp_session_tls_started - the STARTTLS handshake is done: the session
+ * starts over (RFC 3207 4.2: the client must send EHLO again) and is
+ * encrypted, as with smtp_session_set_tls. */
+void smtp_session_tls_started(struct smtp_session *s, const char *version, const char *cipher, int bits);
+/* smtp_session_set_auth_mechs - the SASL mechanisms AUTH offers now
+ * ("PLAIN LOGIN", upper case, space-separated); NULL or "" offers none.
+ * The application calls it again when TLS starts. */
+void smtp_session_set_auth_mechs(struct smtp_session *s, const char *mechs);
+/* smtp_session_auth_done - answer auth_start or auth_step. challenge
+ * (CONTINUE) is sent base64-encoded; user (OK) is the authenticated
+ * name, for the Received header and the log. */
+void smtp_session_auth_done(struct smtp_session *s, enum smtp_auth_answer answer, const void *challenge,
+			    size_t len, const char *user);
+/* smtp_session_auth_user - the authenticated user, or NULL. */
+const char *smtp_session_auth_user(const struct smtp_session *s);
 /* smtp_session_queue_id - the current message's queue ID (from
  * data_open_done), or NULL. */
 const char *smtp_session_queue_id(const struct smtp_session *s);

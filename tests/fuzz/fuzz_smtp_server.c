@@ -411,7 +411,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	a.s = smtp_session_new(&a.config, &cb, &a, data[1] & 8 ? "2001:db8::1" : "192.0.2.1",
 			       data[1] & 16 ? NULL : "client.example");
 	if (data[1] & 32)
-		smtp_session_set_tls(a.s, true);
+		smtp_session_set_tls(a.s, true, NULL, NULL, 0);
 	a.stream = data + pos;
 	a.stream_len = size - pos;
 	smtp_session_start(a.s);

@@ -156,7 +156,8 @@ static const struct mail_case mail_cases[] = {
 
 	/* unknown or not offered: 555 5.5.4 */
 	MAIL_BAD("FROM:<u@x.org> FOO=bar", ESMTP, R_BAD_PARAM, "unknown MAIL parameter"),
-	MAIL_BAD("FROM:<u@x.org> AUTH=<>", ESMTP, R_BAD_PARAM, "unknown MAIL parameter"),
+	MAIL_BAD("FROM:<u@x.org> AUTH=<> AUTH=<>", ESMTP, R_SYNTAX, "parameter given twice"),
+	MAIL_BAD("FROM:<u@x.org> AUTH", ESMTP, R_SYNTAX, NULL),
 	MAIL_BAD("FROM:<u@x.org> NOTIFY=NEVER", ESMTP, R_BAD_PARAM, "unknown MAIL parameter"),
 	MAIL_BAD("FROM:<u@x.org> BODY=BINARYMIME", ESMTP, R_BAD_PARAM, "BODY=BINARYMIME is not offered"),
 	MAIL_BAD("FROM:<u@x.org> SMTPUTF8", ESMTP, R_BAD_PARAM, "SMTPUTF8 is not offered"),

@@ -55,7 +55,7 @@ time_t time(time_t *t)
 #define QUEUED(id) "250 2.0.0 Ok: queued as " id "\r\n"
 #define OK "250 2.0.0 Ok\r\n"
 #define BYE "221 2.0.0 Bye\r\n"
-#define HELP "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY\r\n"
+#define HELP "214 2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY\r\n"
 #define VRFY "252 2.5.0 Cannot verify the user, but will accept the message and attempt delivery\r\n"
 #define BDAT_OK(n) "250 2.0.0 " n " octets received\r\n"
 #define E_NEED_HELO "503 5.5.1 Send EHLO or HELO first\r\n"
@@ -129,6 +129,10 @@ struct fake {
 	const char *input_on_354;   /* given as input from inside the 354 write */
 	int pauses, resumes;
 	bool paused;
+	/* TLS and AUTH */
+	int starttls_calls, auth_cancels;
+	int login_stage;     /* LOGIN: 1 asked for the user, 2 for the password */
+	char login_user[64];
 };
 
 static void fake_answer(struct fake *f, enum pend kind, int id)
@@ -363,7 +367,7 @@ static void fake_start(struct fake *f, const struct smtp_server_callbacks *cb, c
 {
 	f->s = smtp_session_new(&f->config, cb, f, f->client_addr, f->client_name);
 	if (f->tls)
-		smtp_session_set_tls(f->s, true);
+		smtp_session_set_tls(f->s, true, NULL, NULL, 0);
 	smtp_session_start(f->s);
 	if (strcmp(buf_cstr(&f->out), greeting) != 0)
 		fail_msg("greeting \"%s\", want \"%s\"", buf_cstr(&f->out), greeting);
@@ -939,8 +943,8 @@ static const struct step simple[] = {
 	SEND("VRFY someone\r\n", VRFY),
 	SEND("VRFY\r\n", E_SYNTAX),
 	SEND("EXPN list\r\n", E_NOT_IMPL),
-	SEND("STARTTLS\r\n", E_NOT_IMPL),
-	SEND("AUTH PLAIN\r\n", E_NOT_IMPL),
+	SEND("STARTTLS\r\n", E_NEED_HELO),
+	SEND("AUTH PLAIN\r\n", E_NEED_HELO),
 	SEND("RSET\r\n", OK),
 	SEND("RSET x\r\n", E_SYNTAX),
 	SEND("HELO\r\n", E_SYNTAX),
@@ -1576,6 +1580,320 @@ static void test_before_start(void **state)
 	fake_free(&f);
 }
 
+/* ---- STARTTLS and AUTH ------------------------------------------- */
+
+#define EHLO_TLS                                                                                   \
+	"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-STARTTLS\r\n250-8BITMIME\r\n" \
+	"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
+#define EHLO_AUTH                                                                                      \
+	"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n" \
+	"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
+#define TLS_GO "220 2.0.0 Ready to start TLS\r\n"
+#define E_TLS_FIRST "530 5.7.0 Must issue a STARTTLS command first\r\n"
+#define E_TLS_ACTIVE "503 5.5.1 TLS already active\r\n"
+#define AUTH_OK "235 2.7.0 Authentication successful\r\n"
+#define E_AUTH_REQUIRED "530 5.7.0 Authentication required\r\n"
+#define E_AUTH_FAILED "535 5.7.8 Authentication credentials invalid\r\n"
+#define E_AUTH_BAD_MECH "504 5.5.4 Unrecognized authentication mechanism\r\n"
+#define E_AUTH_BASE64 "501 5.5.2 Cannot decode base64 response\r\n"
+#define E_AUTH_CANCELLED "501 5.7.0 Authentication cancelled\r\n"
+#define E_AUTH_ALREADY "503 5.5.1 Already authenticated\r\n"
+#define E_AUTH_IN_MAIL "503 5.5.1 AUTH not allowed during a mail transaction\r\n"
+#define E_AUTH_OFF "503 5.5.1 Authentication not enabled\r\n"
+#define E_AUTH_TEMP "454 4.7.0 Temporary authentication failure, try again later\r\n"
+/* "\0bob@example.org\0secret", "\0bob@example.org\0wrong" */
+#define PLAIN_GOOD "AGJvYkBleGFtcGxlLm9yZwBzZWNyZXQ="
+#define PLAIN_BAD "AGJvYkBleGFtcGxlLm9yZwB3cm9uZw=="
+
+static void f_starttls(void *ctx)
+{
+	struct fake *f = ctx;
+
+	f->starttls_calls++;
+}
+
+/* f_check_plain - "\0user\0password": user bob@example.org, password
+ * "secret"; "temp" as the password stands for an unreadable table. */
+static void f_check(struct fake *f, const char *user, const char *pass)
+{
+	if (strcmp(pass, "temp") == 0)
+		smtp_session_auth_done(f->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
+	else if (strcmp(user, "bob@example.org") == 0 && strcmp(pass, "secret") == 0)
+		smtp_session_auth_done(f->s, SMTP_AUTH_OK, NULL, 0, user);
+	else
+		smtp_session_auth_done(f->s, SMTP_AUTH_FAIL, NULL, 0, NULL);
+}
+
+static void f_auth_start(void *ctx, const char *mech, const void *resp, size_t len, bool has_resp)
+{
+	struct fake *f = ctx;
+
+	if (strcmp(mech, "LOGIN") == 0) {
+		f->login_stage = 1;
+		smtp_session_auth_done(f->s, SMTP_AUTH_CONTINUE, "Username:", 9, NULL);
+		return;
+	}
+	assert_string_equal(mech, "PLAIN");
+	if (!has_resp) {
+		smtp_session_auth_done(f->s, SMTP_AUTH_CONTINUE, "", 0, NULL);
+		return;
+	}
+	{
+		const char *p = resp;
+		const char *u = len > 0 ? memchr(p + 1, '\0', len - 1) : NULL;
+		char user[64] = "", pass[64] = "";
+
+		if (len > 1 && p[0] == '\0' && u != NULL && (size_t)(u - p) < sizeof user &&
+		    len - (size_t)(u - p) - 1 < sizeof pass) {
+			memcpy(user, p + 1, (size_t)(u - p) - 1);
+			memcpy(pass, u + 1, len - (size_t)(u - p) - 1);
+		}
+		f_check(f, user, pass);
+	}
+}
+
+static void f_auth_step(void *ctx, const void *resp, size_t len)
+{
+	struct fake *f = ctx;
+	char text[64] = "";
+
+	memcpy(text, resp, len < sizeof text - 1 ? len : sizeof text - 1);
+	if (f->login_stage == 1) {
+		snprintf(f->login_user, sizeof f->login_user, "%s", text);
+		f->login_stage = 2;
+		smtp_session_auth_done(f->s, SMTP_AUTH_CONTINUE, "Password:", 9, NULL);
+	} else if (f->login_stage == 2) {
+		f->login_stage = 0;
+		f_check(f, f->login_user, text);
+	} else {
+		f_auth_start(ctx, "PLAIN", resp, len, true);
+	}
+}
+
+static void f_auth_cancel(void *ctx)
+{
+	struct fake *f = ctx;
+
+	f->login_stage = 0;
+	f->auth_cancels++;
+}
+
+static const struct smtp_server_callbacks tls_callbacks = {
+	.write = f_write,
+	.close = f_close,
+	.mail = f_mail,
+	.rcpt = f_rcpt,
+	.data_open = f_data_open,
+	.data_write = f_data_write,
+	.data_close = f_data_close,
+	.log = f_log,
+	.flow = f_flow,
+	.starttls = f_starttls,
+	.auth_start = f_auth_start,
+	.auth_step = f_auth_step,
+	.auth_cancel = f_auth_cancel,
+};
+
+/* STARTTLS: offered before TLS only; what the client pipelined after it
+ * is thrown away (CVE-2011-0411); the session starts over; the Received
+ * header names the protocol version and cipher. */
+static void test_starttls(void **state)
+{
+	struct fake f;
+
+	(void)state;
+	fake_init(&f);
+	f.config.starttls = true;
+	fake_start(&f, &tls_callbacks, GREETING);
+	input_str(&f, "EHLO client.example.net\r\n");
+	assert_string_equal(fake_output(&f), EHLO_TLS);
+	/* AUTH waits for TLS: on the plain connection it is not offered */
+	smtp_session_set_auth_mechs(f.s, NULL);
+	input_str(&f, "AUTH PLAIN " PLAIN_GOOD "\r\n");
+	assert_string_equal(fake_output(&f), E_TLS_FIRST);
+	input_str(&f, "MAIL FROM:<a@example.net>\r\n");
+	assert_string_equal(fake_output(&f), MAIL_OK);
+	/* the injection: commands in the same packet as STARTTLS */
+	input_str(&f, "STARTTLS\r\nRCPT TO:<evil@example.org>\r\n");
+	assert_string_equal(fake_output(&f), TLS_GO);
+	assert_int_equal(f.starttls_calls, 1);
+	assert_logged(&f, "discarded 28 octets sent after STARTTLS by " CLIENT);
+	/* and bytes that follow before the handshake is done */
+	input_str(&f, "DATA\r\n");
+	assert_string_equal(fake_output(&f), "");
+	assert_int_equal(f.rcpts, 0);
+	assert_int_equal(f.opens, 0);
+	smtp_session_tls_started(f.s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
+	/* everything from before is forgotten: EHLO again, MAIL again */
+	input_str(&f, "RCPT TO:<bob@example.org>\r\n");
+	assert_string_equal(fake_output(&f), E_NEED_HELO);
+	input_str(&f, "EHLO client.example.net\r\n");
+	assert_string_equal(fake_output(&f), EHLO_OK);
+	input_str(&f, "STARTTLS\r\n");
+	assert_string_equal(fake_output(&f), E_TLS_ACTIVE);
+	input_str(&f, "RCPT TO:<bob@example.org>\r\n");
+	assert_string_equal(fake_output(&f), E_NEED_MAIL);
+	input_str(&f, "MAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nHi\r\n.\r\n");
+	assert_string_equal(fake_output(&f), MAIL_OK RCPT_OK GO_AHEAD QUEUED("QID1"));
+	assert_content(&f, "Received: from client.example.net (client.example.net [192.0.2.1])\r\n"
+			   "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n"
+			   RECEIVED_BY("ESMTPS", "QID1") "\r\n\tfor <bob@example.org>; " DATE "\r\nHi\r\n");
+	fake_free(&f);
+
+	/* not configured: not offered, and not an error */
+	fake_init(&f);
+	fake_start(&f, &tls_callbacks, GREETING);
+	input_str(&f, "EHLO client.example.net\r\nSTARTTLS\r\n");
+	assert_string_equal(fake_output(&f), EHLO_OK E_NOT_IMPL);
+	assert_int_equal(f.starttls_calls, 0);
+	fake_free(&f);
+}
+
+/* AUTH on a submission session: required before MAIL; PLAIN with and
+ * without an initial response, LOGIN, cancel, bad base64, failures
+ * counted as errors. */
+static void test_auth(void **state)
+{
+	struct fake f;
+
+	(void)state;
+	fake_init(&f);
+	f.config.auth_required = true;
+	f.config.max_errors = 20;
+	f.tls = true;
+	fake_start(&f, &tls_callbacks, GREETING);
+	smtp_session_set_auth_mechs(f.s, "PLAIN LOGIN");
+	input_str(&f, "AUTH PLAIN " PLAIN_GOOD "\r\n");
+	assert_string_equal(fake_output(&f), E_NEED_HELO);
+	input_str(&f, "EHLO client.example.net\r\n");
+	assert_string_equal(fake_output(&f), EHLO_AUTH);
+	input_str(&f, "MAIL FROM:<bob@example.org>\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_REQUIRED);
+	assert_int_equal(f.mails, 0);
+	input_str(&f, "AUTH CRAM-MD5\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_BAD_MECH);
+	input_str(&f, "AUTH PLAIN not-base64!\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_BASE64);
+	input_str(&f, "AUTH PLAIN " PLAIN_BAD "\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_FAILED);
+	input_str(&f, "AUTH plain " PLAIN_GOOD "x\r\n"); /* not canonical base64 */
+	assert_string_equal(fake_output(&f), E_AUTH_BASE64);
+	input_str(&f, "AUTH PLAIN " PLAIN_BAD "\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_FAILED);
+	input_str(&f, "AUTH PLAIN =\r\n"); /* an empty initial response */
+	assert_string_equal(fake_output(&f), E_AUTH_FAILED);
+	/* LOGIN, cancelled at the password */
+	input_str(&f, "AUTH LOGIN\r\n");
+	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
+	input_str(&f, "Ym9iQGV4YW1wbGUub3Jn\r\n");
+	assert_string_equal(fake_output(&f), "334 UGFzc3dvcmQ6\r\n");
+	input_str(&f, "*\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_CANCELLED);
+	assert_int_equal(f.auth_cancels, 1);
+	/* a response that is not base64 ends the exchange too */
+	input_str(&f, "AUTH LOGIN\r\n");
+	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
+	input_str(&f, "bob@example.org\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_BASE64);
+	assert_int_equal(f.auth_cancels, 2);
+	/* a temporary failure is not the client's error */
+	input_str(&f, "AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwB0ZW1w\r\n"); /* password "temp" */
+	assert_string_equal(fake_output(&f), E_AUTH_TEMP);
+	/* PLAIN without an initial response: "334 " and an empty challenge */
+	input_str(&f, "AUTH PLAIN\r\n");
+	assert_string_equal(fake_output(&f), "334 \r\n");
+	input_str(&f, PLAIN_GOOD "\r\n");
+	assert_string_equal(fake_output(&f), AUTH_OK);
+	assert_string_equal(smtp_session_auth_user(f.s), "bob@example.org");
+	input_str(&f, "AUTH PLAIN " PLAIN_GOOD "\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_ALREADY);
+	input_str(&f, "MAIL FROM:<bob@example.org> AUTH=<>\r\nRCPT TO:<friend@example.net>\r\nDATA\r\nHi\r\n.\r\n");
+	assert_string_equal(fake_output(&f), MAIL_OK RCPT_OK GO_AHEAD QUEUED("QID1"));
+	assert_content(&f, "Received: from client.example.net (client.example.net [192.0.2.1])\r\n"
+			   "\t(Authenticated sender: bob@example.org)\r\n"
+			   RECEIVED_BY("ESMTPSA", "QID1") "\r\n\tfor <friend@example.net>; " DATE "\r\nHi\r\n");
+	assert_logged(&f, "QID1: client=" CLIENT ", sasl_method=PLAIN, sasl_username=bob@example.org");
+	assert_int_equal(f.closes, 0);
+	fake_free(&f);
+
+	/* LOGIN to the end, inside a session that does not require AUTH;
+	 * AUTH refused inside a transaction; five failures reach the error
+	 * limit */
+	fake_init(&f);
+	f.tls = true;
+	fake_start(&f, &tls_callbacks, GREETING);
+	smtp_session_set_auth_mechs(f.s, "PLAIN LOGIN");
+	input_str(&f, "EHLO client.example.net\r\nMAIL FROM:<a@example.net>\r\nAUTH LOGIN\r\nRSET\r\n");
+	assert_string_equal(fake_output(&f), EHLO_AUTH MAIL_OK E_AUTH_IN_MAIL OK);
+	input_str(&f, "AUTH LOGIN Ym9iQGV4YW1wbGUub3Jn\r\n"); /* LOGIN ignores an initial response here */
+	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
+	input_str(&f, "Ym9iQGV4YW1wbGUub3Jn\r\nc2VjcmV0\r\n"); /* pipelined: the second waits its turn */
+	assert_string_equal(fake_output(&f), "334 UGFzc3dvcmQ6\r\n" AUTH_OK);
+	fake_free(&f);
+
+	fake_init(&f);
+	f.tls = true;
+	fake_start(&f, &tls_callbacks, GREETING);
+	smtp_session_set_auth_mechs(f.s, "PLAIN");
+	input_str(&f, "EHLO client.example.net\r\n");
+	fake_output(&f);
+	for (int i = 0; i < 4; i++) {
+		input_str(&f, "AUTH PLAIN " PLAIN_BAD "\r\n");
+		assert_string_equal(fake_output(&f), E_AUTH_FAILED);
+	}
+	input_str(&f, "AUTH PLAIN " PLAIN_BAD "\r\n");
+	assert_string_equal(fake_output(&f), E_AUTH_FAILED E_TOO_MANY_ERRORS);
+	assert_int_equal(f.closes, 1);
+	fake_free(&f);
+
+	/* not offered at all */
+	fake_init(&f);
+	fake_start(&f, &tls_callbacks, GREETING);
+	input_str(&f, "EHLO client.example.net\r\nAUTH PLAIN " PLAIN_GOOD "\r\n");
+	assert_string_equal(fake_output(&f), EHLO_OK E_AUTH_OFF);
+	fake_free(&f);
+}
+
+/* AUTH lines may be 12288 octets (RFC 4954 4); longer ones end the
+ * exchange with 500 and the rest of the line is skipped. A session that
+ * ends during an exchange cancels it. */
+static void test_auth_lines(void **state)
+{
+	struct fake f;
+	struct buf line = BUF_INIT;
+
+	(void)state;
+	fake_init(&f);
+	f.tls = true;
+	fake_start(&f, &tls_callbacks, GREETING);
+	smtp_session_set_auth_mechs(f.s, "PLAIN LOGIN");
+	input_str(&f, "EHLO client.example.net\r\n");
+	fake_output(&f);
+	buf_append_str(&line, "AUTH PLAIN ");
+	while (line.len < 12000)
+		buf_append_str(&line, "AAAA");
+	buf_append_str(&line, "\r\n");
+	smtp_session_input(f.s, line.data, line.len);
+	assert_string_equal(fake_output(&f), E_AUTH_FAILED); /* long, but legal */
+	input_str(&f, "AUTH LOGIN\r\n");
+	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
+	buf_reset(&line);
+	while (line.len < 13000)
+		buf_append_str(&line, "AAAA");
+	smtp_session_input(f.s, line.data, line.len);
+	assert_string_equal(fake_output(&f), E_TOO_LONG);
+	assert_int_equal(f.auth_cancels, 1);
+	input_str(&f, "AAAA\r\nNOOP\r\n"); /* the rest of that line, then a command */
+	assert_string_equal(fake_output(&f), OK);
+	input_str(&f, "AUTH LOGIN\r\n");
+	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
+	smtp_session_timeout(f.s);
+	assert_string_equal(fake_output(&f), E_TIMEOUT);
+	assert_int_equal(f.auth_cancels, 2);
+	buf_free(&line);
+	fake_free(&f);
+}
+
 /* test_misuse - an answer nobody asked for is a bug: log_panic. */
 static void test_misuse(void **state)
 {
@@ -1604,6 +1922,9 @@ int main(void)
 		cmocka_unit_test(test_junk_limit),
 		cmocka_unit_test(test_before_start),
 		cmocka_unit_test(test_misuse),
+		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_auth_lines),
 	};
 
 	setenv("TZ", "UTC", 1);
