@@ -48,6 +48,8 @@ static const struct mailctl_command commands[] = {
 	{ { "queue", "requeue" }, cmd_queue_requeue, "ID|all", "retry now with the attempt count reset" },
 	{ { "queue", "stats" }, cmd_queue_stats, "[--json]",
 	  "since qmgr started: messages queued, commits and log syncs (group commit), messages in delivery" },
+	{ { "tls", "selfsigned" }, cmd_tls_selfsigned, "HOSTNAME [NAME...] [--days N] [--force]",
+	  "write a self-signed certificate and key to tls_cert_file and tls_key_file" },
 	{ { "help" }, cmd_help, "", "this list" },
 };
 

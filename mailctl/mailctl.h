@@ -80,5 +80,6 @@ int cmd_queue_release(struct mailctl *ctl);
 int cmd_queue_flush(struct mailctl *ctl);
 int cmd_queue_stats(struct mailctl *ctl);
 int cmd_queue_requeue(struct mailctl *ctl);
+int cmd_tls_selfsigned(struct mailctl *ctl); /* cmd_tls.c */
 
 #endif
