@@ -1,16 +1,19 @@
 /* auth.c - the auth daemon: answers user, alias and domain lookups for
- * smtpd and qmgr (auth/PROTOCOL.md), and is the only process that can read
- * the password hashes in users.db.
+ * smtpd and qmgr, and runs SASL logins for the network daemons
+ * (auth/PROTOCOL.md); the only process that can read the password hashes
+ * in users.db.
  *
  * master runs it as auth_owner, jailed in data_directory (master.conf:
- * "auth unix auth ${auth_owner} ${data_directory} 1 auth"). The tables are
- * opened after the privilege drop, so they are read with auth_owner's
- * rights from the start, and inside the jail data_directory is "/": the
- * pre-jail hook notes the directory's identity and the post-jail hook finds
- * it again, at "/" or (not root: no jail) at its own path.
+ * "auth unix auth,sasl ${auth_owner} ${data_directory} 1 auth"): listener
+ * 0 (private/auth) speaks auth-lookup, listener 1 (private/sasl)
+ * auth-sasl. The tables are opened after the privilege drop, so they are
+ * read with auth_owner's rights from the start, and inside the jail
+ * data_directory is "/": the pre-jail hook notes the directory's identity
+ * and the post-jail hook finds it again, at "/" or (not root: no jail) at
+ * its own path. libsasl2 loads its plugins in the pre-jail hook.
  *
- * This file holds main() and the service description only; the protocol
- * is in auth_lookup.c.
+ * This file holds main() and the service description only; the protocols
+ * are in auth_lookup.c and auth_sasl.c.
  */
 #include "config.h"
 #include "auth.h"
@@ -43,7 +46,7 @@ static int auth_pre_jail(struct service_ctx *ctx, char **error_r)
 	state.data_dev = st.st_dev;
 	state.data_ino = st.st_ino;
 	ctx->app = &state;
-	return 0;
+	return auth_sasl_pre_jail(&state, error_r);
 }
 
 static bool is_data_directory(const char *path)
@@ -78,6 +81,7 @@ static int auth_post_jail(struct service_ctx *ctx, char **error_r)
 		free(error);
 	}
 	state.lookup = ipc_server_new(ctx->base, AUTH_PROTOCOL, AUTH_REQUEST_MAX, 0, auth_lookup_request, &state);
+	auth_sasl_post_jail(&state, ctx->base);
 	log_debug("tables in %s (data_directory %s)", state.table_dir, params.data_directory);
 	return 0;
 }
@@ -85,17 +89,21 @@ static int auth_post_jail(struct service_ctx *ctx, char **error_r)
 static void auth_accept(struct service_ctx *ctx, int fd, int index)
 {
 	(void)ctx;
-	(void)index;
 	/* Clients (smtpd and qmgr workers) keep their connection open:
 	 * they are not counted as busy clients, and a SIGTERM stops auth at
-	 * once. Every request is answered as soon as it is read, so none is
-	 * left half done; clients reconnect to the next auth. */
-	ipc_server_accept(state.lookup, fd);
+	 * once. Lookups are answered as soon as they are read; a login under
+	 * way is lost, and its client answers its user "try again later".
+	 * Clients reconnect to the next auth. */
+	if (index == 1)
+		auth_sasl_accept(&state, fd);
+	else
+		ipc_server_accept(state.lookup, fd);
 }
 
 static void auth_stop(struct service_ctx *ctx)
 {
 	(void)ctx;
+	auth_sasl_stop(&state);
 	ipc_server_free(&state.lookup);
 	directory_close(&state.dir);
 }
@@ -114,6 +122,7 @@ int main(int argc, char **argv)
 	};
 	int rc = service_main(argc, argv, &desc);
 
+	auth_sasl_stop(&state);
 	ipc_server_free(&state.lookup);
 	directory_close(&state.dir);
 	return rc;

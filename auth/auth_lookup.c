@@ -1,5 +1,6 @@
 /* auth_lookup.c - the auth-lookup protocol (auth/PROTOCOL.md): rcpt for
- * smtpd's RCPT check, expand for qmgr's routing, domain for anyone.
+ * smtpd's RCPT check, sender for an authenticated MAIL FROM, expand for
+ * qmgr's routing, domain for anyone.
  *
  * Every request is checked strictly (ipc_scan: no missing, unknown,
  * repeated or mistyped field) and answered at once; a malformed one gets
@@ -139,6 +140,40 @@ static void lookup_domain(struct auth_state *st, struct ipc_peer *peer, int64_t 
 	free(error);
 }
 
+/* lookup_sender - { cmd, user, address }: may user send as address? */
+static void lookup_sender(struct auth_state *st, struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg)
+{
+	const char *user = NULL, *address = NULL, *error;
+	const struct ipc_spec spec[] = {
+		{ .name = AUTH_F_CMD, .type = IPC_STR, .required = true, .max_len = AUTH_CMD_MAX },
+		{ .name = AUTH_F_USER, .type = IPC_STR, .required = true, .max_len = AUTH_ADDRESS_MAX, .str_r = &user },
+		{ .name = AUTH_F_ADDRESS, .type = IPC_STR, .required = true, .max_len = AUTH_ADDRESS_MAX,
+		  .str_r = &address },
+	};
+	struct buf out = BUF_INIT;
+	char reason[128], *failure = NULL;
+	int rc;
+
+	if (ipc_scan(msg, spec, sizeof spec / sizeof spec[0], IPC_STRICT, &error) < 0) {
+		snprintf(reason, sizeof reason, "malformed %s request: %s", AUTH_CMD_SENDER, error);
+		log_warn("%s", reason);
+		reply_error(peer, req, reason);
+		return;
+	}
+	rc = directory_sender_owned(st->dir, user, address, &failure);
+	ipc_reply_begin(&out, req);
+	if (rc < 0) {
+		ipc_put_str(&out, AUTH_F_RESULT, auth_result_name(AUTH_R_ERROR));
+		ipc_put_str(&out, AUTH_F_REASON, failure);
+		log_failure(AUTH_CMD_SENDER, address, failure);
+	} else {
+		ipc_put_str(&out, AUTH_F_RESULT, auth_result_name(rc > 0 ? AUTH_R_OK : AUTH_R_NO));
+	}
+	ipc_peer_send(peer, &out);
+	buf_free(&out);
+	free(failure);
+}
+
 void auth_lookup_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx)
 {
 	struct auth_state *st = ctx;
@@ -159,6 +194,8 @@ void auth_lookup_request(struct ipc_peer *peer, int64_t req, const struct ipc_ms
 	} else if (strcmp(cmd, AUTH_CMD_EXPAND) == 0) {
 		if (scan_request(peer, req, msg, AUTH_CMD_EXPAND, AUTH_F_ADDRESS, AUTH_ADDRESS_MAX, &value) == 0)
 			lookup_expand(st, peer, req, value);
+	} else if (strcmp(cmd, AUTH_CMD_SENDER) == 0) {
+		lookup_sender(st, peer, req, msg);
 	} else if (strcmp(cmd, AUTH_CMD_DOMAIN) == 0) {
 		if (scan_request(peer, req, msg, AUTH_CMD_DOMAIN, AUTH_F_DOMAIN, AUTH_DOMAIN_MAX, &value) == 0)
 			lookup_domain(st, peer, req, value);

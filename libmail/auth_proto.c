@@ -1,4 +1,5 @@
-/* auth_proto.c - names and reply parsing of the auth-lookup protocol. */
+/* auth_proto.c - names, request building and reply parsing of the
+ * auth-lookup and auth-sasl protocols (auth_proto.h). */
 #include "config.h"
 #include "auth_proto.h"
 #include "../libutil/mem.h"
@@ -13,6 +14,7 @@ static const struct {
 	{ AUTH_R_ERROR, "error" },     { AUTH_R_LOCAL, "local" }, { AUTH_R_ALIAS, "alias" },
 	{ AUTH_R_UNKNOWN, "unknown" }, { AUTH_R_NOT_HOSTED, "not_hosted" },
 	{ AUTH_R_OK, "ok" },           { AUTH_R_LOOP, "loop" },   { AUTH_R_HOSTED, "hosted" },
+	{ AUTH_R_NO, "no" },
 };
 
 #define AUTH_RESULT_COUNT (sizeof auth_results / sizeof auth_results[0])
@@ -207,4 +209,145 @@ int auth_parse_domain(const struct ipc_msg *msg, enum auth_result *result_r, con
 		if (strcmp(msg->fields[i].name, AUTH_F_REASON) == 0 && msg->fields[i].type == IPC_STR)
 			*reason_r = (const char *)msg->fields[i].data;
 	return 0;
+}
+
+void auth_put_sender(struct buf *frame, const char *user, const char *address)
+{
+	ipc_put_str(frame, AUTH_F_CMD, AUTH_CMD_SENDER);
+	ipc_put_str(frame, AUTH_F_USER, user);
+	ipc_put_str(frame, AUTH_F_ADDRESS, address);
+}
+
+int auth_parse_sender(const struct ipc_msg *reply, bool *owned_r, const char **error_r)
+{
+	enum auth_result result;
+
+	*owned_r = false;
+	if (parse_result(reply, &result, error_r) < 0)
+		return -1;
+	switch (result) {
+	case AUTH_R_OK:
+		*owned_r = true;
+		return 0;
+	case AUTH_R_NO:
+		return 0;
+	case AUTH_R_ERROR:
+		*error_r = "auth could not tell";
+		for (size_t i = 0; i < reply->count; i++)
+			if (strcmp(reply->fields[i].name, AUTH_F_REASON) == 0 && reply->fields[i].type == IPC_STR)
+				*error_r = (const char *)reply->fields[i].data;
+		return -1;
+	default:
+		*error_r = "result not valid for sender";
+		return -1;
+	}
+}
+
+/* --- auth-sasl ----------------------------------------------------- */
+
+static const char *const sasl_results[] = {
+	[AUTH_SASL_CONTINUE] = "continue", [AUTH_SASL_OK] = "ok",     [AUTH_SASL_FAIL] = "fail",
+	[AUTH_SASL_ENCRYPT] = "encrypt",   [AUTH_SASL_TEMP] = "temp",
+};
+
+#define SASL_RESULT_COUNT (sizeof sasl_results / sizeof sasl_results[0])
+
+const char *auth_sasl_result_name(enum auth_sasl_result result)
+{
+	return (size_t)result < SASL_RESULT_COUNT ? sasl_results[result] : "temp";
+}
+
+void auth_put_sasl_mechs(struct buf *frame, const char *service, bool secure)
+{
+	ipc_put_str(frame, AUTH_F_CMD, AUTH_CMD_MECHS);
+	ipc_put_str(frame, AUTH_F_SERVICE, service);
+	ipc_put_int(frame, AUTH_F_SECURE, secure ? 1 : 0);
+}
+
+void auth_put_sasl_start(struct buf *frame, int64_t session, const char *service, const char *mech,
+			 const void *resp, size_t resp_len, bool has_resp, const char *client, bool secure)
+{
+	ipc_put_str(frame, AUTH_F_CMD, AUTH_CMD_START);
+	ipc_put_int(frame, AUTH_F_SESSION, session);
+	ipc_put_str(frame, AUTH_F_SERVICE, service);
+	ipc_put_str(frame, AUTH_F_MECH, mech);
+	ipc_put_str(frame, AUTH_F_CLIENT, client);
+	ipc_put_int(frame, AUTH_F_SECURE, secure ? 1 : 0);
+	if (has_resp)
+		ipc_put_bytes(frame, AUTH_F_RESPONSE, resp_len > 0 ? resp : "", resp_len);
+}
+
+void auth_put_sasl_step(struct buf *frame, int64_t session, const void *resp, size_t len)
+{
+	ipc_put_str(frame, AUTH_F_CMD, AUTH_CMD_STEP);
+	ipc_put_int(frame, AUTH_F_SESSION, session);
+	ipc_put_bytes(frame, AUTH_F_RESPONSE, len > 0 ? resp : "", len);
+}
+
+void auth_put_sasl_cancel(struct buf *frame, int64_t session)
+{
+	ipc_put_str(frame, AUTH_F_CMD, AUTH_CMD_CANCEL);
+	ipc_put_int(frame, AUTH_F_SESSION, session);
+}
+
+int auth_parse_sasl(const struct ipc_msg *reply, struct auth_sasl_reply *out, const char **error_r)
+{
+	const char *word = NULL;
+	bool have_challenge = false;
+
+	memset(out, 0, sizeof *out);
+	out->reason = "";
+	/* Unknown fields are ignored (auth may add some); known ones must
+	 * have their type and appear once. */
+	for (size_t i = 0; i < reply->count; i++) {
+		const struct ipc_field *f = &reply->fields[i];
+		const char **slot = NULL;
+
+		if (strcmp(f->name, AUTH_F_CHALLENGE) == 0) {
+			if (f->type != IPC_BYTES || have_challenge)
+				goto bad;
+			out->challenge = f->data;
+			out->challenge_len = f->len;
+			have_challenge = true;
+			continue;
+		}
+		if (strcmp(f->name, AUTH_F_RESULT) == 0)
+			slot = &word;
+		else if (strcmp(f->name, AUTH_F_USER) == 0)
+			slot = &out->user;
+		else if (strcmp(f->name, AUTH_F_MECHS) == 0)
+			slot = &out->mechs;
+		else if (strcmp(f->name, AUTH_F_REASON) == 0 && f->type == IPC_STR)
+			out->reason = (const char *)f->data;
+		if (slot == NULL)
+			continue;
+		if (f->type != IPC_STR || *slot != NULL)
+			goto bad;
+		*slot = (const char *)f->data;
+	}
+	if (word == NULL) {
+		*error_r = "reply without a result";
+		return -1;
+	}
+	for (size_t i = 0; i < SASL_RESULT_COUNT; i++) {
+		if (strcmp(word, sasl_results[i]) == 0) {
+			out->result = (enum auth_sasl_result)i;
+			if (out->result == AUTH_SASL_CONTINUE && !have_challenge) {
+				*error_r = "continue reply without a challenge";
+				return -1;
+			}
+			if (out->result != AUTH_SASL_CONTINUE) {
+				out->challenge = NULL;
+				out->challenge_len = 0;
+			}
+			if (out->result != AUTH_SASL_OK)
+				out->user = out->mechs = NULL;
+			return 0;
+		}
+	}
+	*error_r = "unknown result";
+	return -1;
+bad:
+	*error_r = "bad or repeated field in auth-sasl reply";
+	return -1;
 }

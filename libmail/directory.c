@@ -103,13 +103,17 @@ void dir_user_encode(struct buf *out, const struct dir_user *user)
 	ipc_put_str(out, "password", user->password != NULL ? user->password : "");
 	ipc_put_int(out, "quota", user->quota);
 	ipc_put_int(out, "enabled", user->enabled ? 1 : 0);
+	/* Optional, so that records written before it existed stay valid
+	 * (and DIR_RECORD_VERSION stays 1). */
+	if (user->scram != NULL && user->scram[0] != '\0')
+		ipc_put_str(out, "scram", user->scram);
 	record_end(out);
 }
 
 int dir_user_decode(const void *data, size_t len, struct dir_user *user, char **error_r)
 {
 	struct ipc_msg msg;
-	const char *error, *password = NULL;
+	const char *error, *password = NULL, *scram = NULL;
 	int64_t quota = 0, enabled = 0;
 	const struct ipc_spec spec[] = {
 		{ .name = "version", .type = IPC_INT, .required = true },
@@ -118,6 +122,7 @@ int dir_user_decode(const void *data, size_t len, struct dir_user *user, char **
 		{ .name = "quota", .type = IPC_INT, .required = true, .min = 0, .max = INT64_MAX,
 		  .int_r = &quota },
 		{ .name = "enabled", .type = IPC_INT, .required = true, .min = 0, .max = 1, .int_r = &enabled },
+		{ .name = "scram", .type = IPC_STR, .max_len = DIR_SCRAM_MAX, .str_r = &scram },
 	};
 
 	memset(user, 0, sizeof *user);
@@ -129,6 +134,7 @@ int dir_user_decode(const void *data, size_t len, struct dir_user *user, char **
 		return -1;
 	}
 	user->password = xstrdup(password);
+	user->scram = scram != NULL && scram[0] != '\0' ? xstrdup(scram) : NULL;
 	user->quota = quota;
 	user->enabled = enabled != 0;
 	ipc_msg_free(&msg);
@@ -143,6 +149,11 @@ void dir_user_free(struct dir_user *user)
 		free(user->password);
 	}
 	user->password = NULL;
+	if (user->scram != NULL) {
+		memset(user->scram, 0, strlen(user->scram));
+		free(user->scram);
+	}
+	user->scram = NULL;
 }
 
 void dir_alias_encode(struct buf *out, const struct dir_alias *alias)
@@ -902,6 +913,62 @@ void directory_resolve(struct directory *d, const char *address, struct dir_reso
 	}
 	node_free(&n);
 	buf_free(&key);
+}
+
+int directory_user(struct directory *d, const char *address, struct dir_user *user, char **error_r)
+{
+	struct buf key = BUF_INIT;
+	const char *reason;
+	int rc;
+
+	memset(user, 0, sizeof *user);
+	if (dir_lookup_key(address, &key, &reason) < 0) {
+		buf_free(&key);
+		return 0;
+	}
+	rc = lookup_domain(d, dir_address_domain(buf_cstr(&key)), error_r);
+	if (rc > 0)
+		rc = lookup_user(d, buf_cstr(&key), user, error_r);
+	buf_free(&key);
+	return rc;
+}
+
+int directory_sender_owned(struct directory *d, const char *user, const char *address, char **error_r)
+{
+	struct buf ukey = BUF_INIT, akey = BUF_INIT;
+	struct dir_expansion e;
+	const char *reason;
+	struct node n;
+	int rc = 0;
+
+	if (dir_lookup_key(user, &ukey, &reason) < 0 || dir_lookup_key(address, &akey, &reason) < 0) {
+		buf_free(&ukey);
+		buf_free(&akey);
+		return 0;
+	}
+	if (classify(d, buf_cstr(&akey), &n, error_r) < 0) {
+		rc = -1;
+	} else if (n.kind == NODE_USER) {
+		/* The address itself, or its "+tag" form. */
+		rc = strcmp(buf_cstr(&n.matched), buf_cstr(&ukey)) == 0;
+	} else if (n.kind == NODE_ALIAS && buf_cstr(&n.matched)[0] != '@') {
+		/* An alias counts when its mail reaches the user: the same
+		 * expansion qmgr would make. A catch-all (matched "@d") does
+		 * not. */
+		directory_expand(d, address, &e);
+		if (e.result == DIR_ERROR || e.result == DIR_LOOP) {
+			*error_r = e.reason != NULL ? e.reason : xstrdup("alias lookup failed");
+			e.reason = NULL;
+			rc = -1;
+		}
+		for (size_t i = 0; rc == 0 && i < e.local_count; i++)
+			rc = strcmp(e.local[i].mailbox, buf_cstr(&ukey)) == 0;
+		dir_expansion_free(&e);
+	}
+	node_free(&n);
+	buf_free(&ukey);
+	buf_free(&akey);
+	return rc;
 }
 
 void dir_resolution_free(struct dir_resolution *r)

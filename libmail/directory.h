@@ -2,7 +2,7 @@
  * three tables (table.h) in data_directory:
  *
  *   domains.db  key "example.com"        -> { version }
- *   users.db    key "bob@example.com"    -> { version, password, quota, enabled }
+ *   users.db    key "bob@example.com"    -> { version, password, quota, enabled [, scram] }
  *   aliases.db  key "info@example.com"   -> { version, target, target, ... }
  *               key "@example.com"       -> the same: the domain's catch-all
  *
@@ -11,8 +11,11 @@
  * for the lookup that met it, never a crash. Keys are lower case: domains
  * are case-insensitive, and local parts are treated so too, as Postfix's
  * virtual maps and every hosting panel do (only ASCII letters are folded).
- * The password is a crypt(3) hash; quota is in bytes, 0 = unlimited. The
- * mailbox is derived, never stored: mail_root/DOMAIN/LOCALPART/Maildir.
+ * The password is a crypt(3) hash; scram, when present, the user's
+ * SCRAM-SHA-256 secret (password.h), without which SCRAM logins fail
+ * (users created before secrets were stored have none); quota is in
+ * bytes, 0 = unlimited. The mailbox is derived, never stored:
+ * mail_root/DOMAIN/LOCALPART/Maildir.
  *
  * Precedence, for an address in a hosted domain (first match wins):
  *   1. an alias for the exact address (so an alias can redirect a user's
@@ -52,6 +55,7 @@
 #define DIR_RECORD_VERSION 1
 #define DIR_ADDRESS_MAX 256       /* longest address looked up or stored */
 #define DIR_PASSWORD_MAX 512      /* longest stored hash */
+#define DIR_SCRAM_MAX 512         /* longest stored SCRAM secret */
 #define DIR_ALIAS_TARGETS_MAX 1000 /* targets in one alias record */
 #define DIR_EXPAND_DEPTH_MAX 100  /* alias chain length */
 #define DIR_EXPAND_TARGETS_MAX 1000 /* final targets of one expansion */
@@ -76,6 +80,7 @@ const char *dir_result_name(enum dir_result result);
 
 struct dir_user {
 	char *password; /* crypt(3) hash */
+	char *scram;    /* SCRAM-SHA-256 secret, or NULL (then not stored) */
 	int64_t quota;  /* bytes; 0 = unlimited */
 	bool enabled;
 };
@@ -183,6 +188,22 @@ struct dir_expansion {
 	size_t unknown_count;
 	char *reason;   /* LOOP and ERROR */
 };
+
+/* directory_user - the record of a login name: "user@domain" in any
+ * case, matched exactly (no plus-addressing, no aliases, no catch-all),
+ * in a hosted domain. 1 and *user (free it with dir_user_free), 0 if
+ * there is no such user (also for a name that is not an address), or -1
+ * and a new *error_r. */
+int directory_user(struct directory *d, const char *address, struct dir_user *user, char **error_r);
+
+/* directory_sender_owned - may the user (a login name, as directory_user
+ * takes it) send as address? Yes for the user's own address, also with a
+ * "+tag", and for an alias (matched exactly or through its "+tag" form)
+ * whose expansion reaches the user's mailbox; never through a catch-all,
+ * which would give the whole domain to its target. 1 yes, 0 no (also for
+ * a name that is not an address), or -1 and a new *error_r when a table
+ * cannot be read or the alias loops. */
+int directory_sender_owned(struct directory *d, const char *user, const char *address, char **error_r);
 
 /* directory_expand - qmgr's routing: every final target of address. OK
  * when at least one mailbox or remote address results; UNKNOWN when none

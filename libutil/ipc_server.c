@@ -20,6 +20,7 @@ struct ipc_server {
 	size_t max_frame;
 	int idle_timeout_s;
 	ipc_handler_fn *handler;
+	ipc_close_fn *on_close;
 	void *ctx;
 	struct ipc_peer *peers;
 	int peer_count;
@@ -40,6 +41,7 @@ struct ipc_peer {
 	int fds[PEER_FDS_MAX];
 	int fd_count;
 	int frame_fds;          /* descriptors the request in hand may take */
+	void *data;             /* the server's own (ipc_peer_set_data) */
 	struct ipc_peer *prev, *next;
 };
 
@@ -88,7 +90,24 @@ void ipc_peer_close(struct ipc_peer *p)
 	if (p->next != NULL)
 		p->next->prev = p->prev;
 	s->peer_count--;
+	if (s->on_close != NULL)
+		s->on_close(p, s->ctx);
 	ipc_peer_unref(&p);
+}
+
+void ipc_peer_set_data(struct ipc_peer *peer, void *data)
+{
+	peer->data = data;
+}
+
+void *ipc_peer_data(const struct ipc_peer *peer)
+{
+	return peer->data;
+}
+
+void ipc_server_set_close(struct ipc_server *server, ipc_close_fn *fn)
+{
+	server->on_close = fn;
 }
 
 /* drop_fd - remove fds[0]. */

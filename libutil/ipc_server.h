@@ -28,6 +28,13 @@ typedef void ipc_handler_fn(struct ipc_peer *peer, int64_t req, const struct ipc
  * while it has nothing pending is dropped (0: never). */
 struct ipc_server *ipc_server_new(struct event_base *base, const char *protocol, size_t max_frame,
 				  int idle_timeout_s, ipc_handler_fn *handler, void *ctx);
+/* A connection closed (the peer hung up, a protocol error, or
+ * ipc_server_free); the peer is still valid during the call. */
+typedef void ipc_close_fn(struct ipc_peer *peer, void *ctx);
+
+/* ipc_server_set_close - call fn (with the handler's ctx) whenever a
+ * connection closes: where per-connection state (ipc_peer_data) goes. */
+void ipc_server_set_close(struct ipc_server *server, ipc_close_fn *fn);
 /* ipc_server_accept - take over a connected socket (from service on_accept). */
 void ipc_server_accept(struct ipc_server *server, int fd);
 /* ipc_server_peers - connections open now. */
@@ -50,6 +57,10 @@ bool ipc_peer_uid(const struct ipc_peer *peer, uint32_t *uid_r);
 void ipc_peer_ref(struct ipc_peer *peer);
 void ipc_peer_unref(struct ipc_peer **peer);
 bool ipc_peer_closed(const struct ipc_peer *peer);
+/* ipc_peer_set_data / ipc_peer_data - one pointer of the server's own
+ * per connection (NULL until set); free it in the close callback. */
+void ipc_peer_set_data(struct ipc_peer *peer, void *data);
+void *ipc_peer_data(const struct ipc_peer *peer);
 /* ipc_peer_close - drop the connection (protocol error). */
 void ipc_peer_close(struct ipc_peer *peer);
 

@@ -15,13 +15,16 @@
  * data_directory one cannot write exits 77.
  *
  * Passwords are read twice from /dev/tty with echo off, or as one line
- * from stdin with --password-stdin; only their yescrypt hash is stored and
- * it is never printed.
+ * from stdin with --password-stdin; what is stored is their yescrypt hash
+ * (for PLAIN and LOGIN logins) and their SCRAM-SHA-256 secret (for SCRAM
+ * logins; libmail/password.h), never the password, and neither is ever
+ * printed. "user test-login" checks a password against the table.
  */
 #include "config.h"
 #include "mailctl.h"
 #include "../libmail/directory.h"
 #include "../libmail/params.h"
+#include "../libmail/password.h"
 #include "../libmail/table.h"
 #include "../libutil/fileutil.h"
 #include "../libutil/json.h"
@@ -29,7 +32,6 @@
 #include "../libutil/priv.h"
 #include "../libutil/strutil.h"
 
-#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -542,9 +544,10 @@ static int prompt_tty(const char *prompt, char *out, size_t size)
 	return rc;
 }
 
-/* read_password - from stdin (one line) or twice from the terminal.
- * 0, or an exit code having said why. */
-static int read_password(const char *address, bool from_stdin, char *out, size_t size)
+/* read_password - from stdin (one line) or from the terminal: twice for
+ * a new password, once (confirm false) to test one. 0, or an exit code
+ * having said why. */
+static int read_password(const char *address, bool from_stdin, bool confirm, char *out, size_t size)
 {
 	char again[PASSWORD_LINE_MAX];
 	char *prompt;
@@ -570,11 +573,11 @@ static int read_password(const char *address, bool from_stdin, char *out, size_t
 		signal(SIGTERM, tty_restore_on_signal);
 		signal(SIGHUP, tty_restore_on_signal);
 		signal(SIGQUIT, tty_restore_on_signal);
-		prompt = xasprintf("New password for %s: ", address);
-		if (prompt_tty(prompt, out, size) < 0 || prompt_tty("Again: ", again, sizeof again) < 0) {
+		prompt = xasprintf(confirm ? "New password for %s: " : "Password for %s: ", address);
+		if (prompt_tty(prompt, out, size) < 0 || (confirm && prompt_tty("Again: ", again, sizeof again) < 0)) {
 			mailctl_error("no password given");
 			rc = MAILCTL_FAIL;
-		} else if (strcmp(out, again) != 0) {
+		} else if (confirm && strcmp(out, again) != 0) {
 			mailctl_error("the passwords do not match");
 			rc = MAILCTL_FAIL;
 		}
@@ -596,42 +599,38 @@ static int read_password(const char *address, bool from_stdin, char *out, size_t
 	return rc;
 }
 
-/* hash_password - yescrypt with a fresh salt (new memory), or NULL. */
-static char *hash_password(const char *password)
-{
-	struct crypt_data *data;
-	char *setting, *hash, *result = NULL;
-
-	errno = 0;
-	setting = crypt_gensalt_ra("$y$", 0, NULL, 0);
-	if (setting == NULL) {
-		mailctl_error("cannot make a password salt: %s", strerror(errno != 0 ? errno : EINVAL));
-		return NULL;
-	}
-	data = xcalloc(1, sizeof *data);
-	hash = crypt_r(password, setting, data);
-	/* libxcrypt signals failure with a string starting with '*'. */
-	if (hash == NULL || hash[0] == '*')
-		mailctl_error("cannot hash the password: %s", strerror(errno != 0 ? errno : EINVAL));
-	else
-		result = xstrdup(hash);
-	explicit_bzero(data, sizeof *data);
-	free(data);
-	free(setting);
-	return result;
-}
-
-/* new_hash - read and hash a password; 0 and *hash_r, or an exit code. */
-static int new_hash(const char *address, bool from_stdin, char **hash_r)
+/* new_secrets - read a new password and make what is stored of it: the
+ * crypt(3) hash and the SCRAM-SHA-256 secret. 0, or an exit code having
+ * said why. */
+static int new_secrets(const char *address, bool from_stdin, char **hash_r, char **scram_r)
 {
 	char password[PASSWORD_LINE_MAX];
-	int rc = read_password(address, from_stdin, password, sizeof password);
+	const char *error = NULL;
+	int rc = read_password(address, from_stdin, true, password, sizeof password);
 
+	*hash_r = *scram_r = NULL;
 	if (rc != 0)
 		return rc;
-	*hash_r = hash_password(password);
+	*hash_r = password_hash(password, strlen(password), &error);
+	if (*hash_r != NULL)
+		*scram_r = password_scram_secret(password, strlen(password), &error);
 	explicit_bzero(password, sizeof password);
-	return *hash_r != NULL ? 0 : MAILCTL_FAIL;
+	if (*scram_r == NULL) {
+		mailctl_error("%s", error);
+		xfree_ptr(hash_r);
+		return MAILCTL_FAIL;
+	}
+	return 0;
+}
+
+/* secret_free - wipe and free a stored form of a password. */
+static void secret_free(char **secret)
+{
+	if (*secret != NULL) {
+		explicit_bzero(*secret, strlen(*secret));
+		free(*secret);
+	}
+	*secret = NULL;
 }
 
 /* --- domain -------------------------------------------------------- */
@@ -838,7 +837,7 @@ static int user_change(struct mailctl *ctl, enum user_change what, unsigned allo
 	struct place pl = { .lock_fd = -1 };
 	struct tmap domains = { 0 }, users = { 0 };
 	struct dir_user user = { 0 };
-	char *hash = NULL;
+	char *hash = NULL, *scram = NULL;
 	const char *address;
 	int rc;
 
@@ -856,7 +855,7 @@ static int user_change(struct mailctl *ctl, enum user_change what, unsigned allo
 		/* Ask for the password only for a request that can succeed,
 		 * and without holding the lock while somebody types. */
 		if ((rc = user_precheck(ctl, address, what != USER_ADD)) != 0 ||
-		    (rc = new_hash(address, o.password_stdin, &hash)) != 0)
+		    (rc = new_secrets(address, o.password_stdin, &hash, &scram)) != 0)
 			goto out_opts;
 	}
 	if ((rc = place_open(ctl, true, &pl)) != 0 || (rc = tmap_load(&pl, DIR_DOMAINS_TABLE, &domains)) != 0 ||
@@ -870,9 +869,12 @@ static int user_change(struct mailctl *ctl, enum user_change what, unsigned allo
 		goto out;
 	}
 	if (hash != NULL) {
+		/* Both forms change together: a SCRAM secret of an older
+		 * password must not outlive it. */
 		dir_user_free(&user);
 		user.password = hash;
-		hash = NULL;
+		user.scram = scram;
+		hash = scram = NULL;
 	}
 	if (o.quota_set)
 		user.quota = o.quota;
@@ -887,10 +889,8 @@ out:
 	place_close(&pl);
 out_opts:
 	dir_user_free(&user);
-	if (hash != NULL) {
-		explicit_bzero(hash, strlen(hash));
-		free(hash);
-	}
+	secret_free(&hash);
+	secret_free(&scram);
 	if (value.data != NULL)
 		explicit_bzero(value.data, value.len);
 	buf_free(&value);
@@ -941,6 +941,84 @@ int cmd_user_del(struct mailctl *ctl)
 	rc = tmap_save(&pl, &users);
 out:
 	tmap_free(&users);
+	place_close(&pl);
+out_opts:
+	buf_free(&key);
+	opts_free(&o);
+	return rc;
+}
+
+/* cmd_user_test_login - mailctl user test-login ADDRESS [--password-stdin]:
+ * would this password log in? Checked directly against the table (as
+ * PLAIN and LOGIN logins check it), without the auth daemon, so without
+ * its failure counters. Reading users.db takes root or auth_owner. */
+int cmd_user_test_login(struct mailctl *ctl)
+{
+	struct opts o;
+	struct buf key = BUF_INIT;
+	struct place pl = { .lock_fd = -1 };
+	struct directory *d = NULL;
+	struct dir_user u = { 0 };
+	char password[PASSWORD_LINE_MAX];
+	char *error = NULL;
+	int rc, found, match;
+
+	password[0] = '\0';
+	if ((rc = parse_opts(ctl, OPT_PASSWORD_STDIN, 1, 1, "user test-login ADDRESS [--password-stdin]", &o)) != 0)
+		goto out_opts;
+	if ((rc = check_arg(dir_check_user, "user", o.pos[0], &key)) != 0)
+		goto out_opts;
+	if ((rc = place_open(ctl, false, &pl)) != 0)
+		goto out;
+	d = directory_open(pl.params.data_directory);
+	if (directory_refresh(d, &error) < 0) {
+		bool denied = strstr(error, "ermission denied") != NULL;
+
+		mailctl_error("%s%s", error, denied ? ": run mailctl as root" : "");
+		rc = denied ? MAILCTL_NOPERM : MAILCTL_FAIL;
+		goto out;
+	}
+	found = directory_user(d, buf_cstr(&key), &u, &error);
+	if (found < 0) {
+		mailctl_error("%s", error);
+		rc = MAILCTL_FAIL;
+		goto out;
+	}
+	if (found == 0) {
+		mailctl_error("login fails: user %s does not exist", buf_cstr(&key));
+		rc = MAILCTL_FAIL;
+		goto out;
+	}
+	if ((rc = read_password(buf_cstr(&key), o.password_stdin, false, password, sizeof password)) != 0)
+		goto out;
+	match = password_verify(u.password, password, strlen(password));
+	if (match < 0) {
+		mailctl_error("login fails: %s has no usable password hash (set one: mailctl user passwd %s)",
+			      buf_cstr(&key), buf_cstr(&key));
+		rc = MAILCTL_FAIL;
+	} else if (match == 0) {
+		mailctl_error("login fails: wrong password for %s", buf_cstr(&key));
+		rc = MAILCTL_FAIL;
+	} else if (!u.enabled) {
+		mailctl_error("login fails: the password is right, but %s is disabled (mailctl user set %s --enable)",
+			      buf_cstr(&key), buf_cstr(&key));
+		rc = MAILCTL_FAIL;
+	} else {
+		printf("ok\n");
+		if (u.scram == NULL)
+			fprintf(stderr, "mailctl: note: no SCRAM-SHA-256 secret is stored for %s (a user made before "
+					"secrets were kept): SCRAM logins fail until the password is set again\n",
+				buf_cstr(&key));
+		else if (password_scram_check(u.scram, password, strlen(password)) != 1)
+			fprintf(stderr, "mailctl: warning: the SCRAM-SHA-256 secret stored for %s does not match "
+					"this password: set the password again (mailctl user passwd %s)\n",
+				buf_cstr(&key), buf_cstr(&key));
+	}
+out:
+	explicit_bzero(password, sizeof password);
+	dir_user_free(&u);
+	free(error);
+	directory_close(&d);
 	place_close(&pl);
 out_opts:
 	buf_free(&key);

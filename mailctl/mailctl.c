@@ -50,6 +50,8 @@ static const struct mailctl_command commands[] = {
 	  "since qmgr started: messages queued, commits and log syncs (group commit), messages in delivery" },
 	{ { "tls", "selfsigned" }, cmd_tls_selfsigned, "HOSTNAME [NAME...] [--days N] [--force]",
 	  "write a self-signed certificate and key to tls_cert_file and tls_key_file" },
+	{ { "user", "test-login" }, cmd_user_test_login, "ADDRESS [--password-stdin]",
+	  "check a password against the user table: ok, or why a login would fail" },
 	{ { "help" }, cmd_help, "", "this list" },
 };
 

@@ -68,6 +68,7 @@ int cmd_user_passwd(struct mailctl *ctl);
 int cmd_user_set(struct mailctl *ctl);
 int cmd_user_list(struct mailctl *ctl);
 int cmd_user_show(struct mailctl *ctl);
+int cmd_user_test_login(struct mailctl *ctl);
 int cmd_alias_add(struct mailctl *ctl);
 int cmd_alias_del(struct mailctl *ctl);
 int cmd_alias_list(struct mailctl *ctl);

@@ -177,11 +177,13 @@ def test_user_add_show_list_del(tables):
                     f"quota: 1G ({1 << 30} bytes)\nenabled: yes\n")
     assert json.loads(ok(tables, "user", "show", "alice@example.com", "--json")) == listed[0]
     assert "enabled: no" in ok(tables, "user", "show", "alice@example.com")
-    # the record: a $y$ hash that crypt(3) verifies, the quota, the flag
+    # the record: a $y$ hash that crypt(3) verifies, the quota, the flag,
+    # and the SCRAM-SHA-256 secret (checked in test_auth_sasl.py)
     users = read_table(tables, "users")
     assert set(users) == {"alice@example.com", "bob@example.com", "carol@example.org"}
     bob = dict(users["bob@example.com"])
-    assert [k for k, _ in users["bob@example.com"]] == ["version", "password", "quota", "enabled"]
+    assert [k for k, _ in users["bob@example.com"]] == ["version", "password", "quota", "enabled", "scram"]
+    assert bob["scram"].startswith("SCRAM-SHA-256$4096:")
     assert bob["version"] == 1 and bob["quota"] == 1 << 30 and bob["enabled"] == 1
     assert bob["password"].startswith("$y$")
     assert hash_verifies("correct horse", bob["password"])
@@ -192,7 +194,7 @@ def test_user_add_show_list_del(tables):
     # nothing mailctl prints holds the hash
     for args in (("user", "list", "--json"), ("user", "show", "bob@example.com", "--json"),
                  ("user", "show", "bob@example.com")):
-        assert "$y$" not in ok(tables, *args)
+        assert "$y$" not in ok(tables, *args) and "SCRAM" not in ok(tables, *args)
     ok(tables, "user", "del", "bob@example.com")
     fails(tables, 1, "mailctl: user bob@example.com does not exist", "user", "del", "bob@example.com")
     fails(tables, 1, "mailctl: user bob@example.com does not exist", "user", "show", "bob@example.com")

@@ -666,6 +666,102 @@ static void test_corrupt_records(void **state)
 	buf_free(&extra);
 }
 
+/* --- logins and sender addresses ----------------------------------- */
+
+static void test_user_lookup(void **state)
+{
+	static const struct {
+		const char *address;
+		int rc;
+		bool enabled;
+	} cases[] = {
+		{ "bob@example.com", 1, true },
+		{ "BOB@Example.COM", 1, true },
+		{ "alice@example.com", 1, false },
+		{ "copy@example.com", 1, true },  /* a user, even though an alias shadows it for mail */
+		{ "bob+tag@example.com", 0, false }, /* logins take the name itself */
+		{ "info@example.com", 0, false },    /* an alias is not an account */
+		{ "random@example.org", 0, false },  /* nor is the catch-all */
+		{ "nobody@example.com", 0, false },
+		{ "bob@remote.net", 0, false },
+		{ "bob", 0, false },
+		{ "", 0, false },
+		{ "bob\n@example.com", 0, false },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		struct dir_user u;
+		char *error = NULL;
+		int rc = directory_user(f->d, cases[i].address, &u, &error);
+
+		if (rc != cases[i].rc)
+			fail_msg("directory_user(%s) = %d, wanted %d (%s)", cases[i].address, rc, cases[i].rc,
+				 error != NULL ? error : "");
+		if (rc > 0) {
+			assert_int_equal(u.enabled, cases[i].enabled);
+			assert_string_equal(u.password, "$y$j9T$salt$hash");
+			assert_null(u.scram);
+		}
+		dir_user_free(&u);
+	}
+}
+
+static const struct {
+	const char *user;
+	const char *address;
+	int rc;
+} sender_cases[] = {
+	{ "bob@example.com", "bob@example.com", 1 },
+	{ "BOB@example.com", "Bob@Example.COM", 1 },
+	{ "bob@example.com", "bob+lists@example.com", 1 },
+	{ "bob@example.com", "info@example.com", 1 },       /* info -> bob, alice */
+	{ "alice@example.com", "info@example.com", 1 },
+	{ "carol@example.org", "info@example.com", 0 },
+	{ "bob@example.com", "info+x@example.com", 1 },     /* the alias through its +tag form */
+	{ "carol@example.org", "sales@example.com", 1 },    /* sales -> info, carol */
+	{ "bob@example.com", "sales@example.com", 1 },      /* through info */
+	{ "bob@example.com", "team@example.com", 1 },
+	{ "bob@example.com", "bob+fwd@example.com", 1 },    /* its own exact alias, to bob and away */
+	{ "bob@example.com", "mixed@example.com", 1 },
+	{ "copy@example.com", "copy@example.com", 1 },      /* keep a copy and forward */
+	{ "bob@example.com", "half@example.com", 1 },
+	{ "bob@example.com", "alice@example.com", 0 },      /* someone else */
+	{ "bob@example.com", "ext@example.com", 0 },        /* remote targets only */
+	{ "bob@example.com", "list+tag@example.com", 0 },
+	{ "carol@example.org", "carol@example.org", 1 },
+	{ "carol@example.org", "random@example.org", 0 },   /* the catch-all gives nothing */
+	{ "carol@example.org", "carol+x@example.org", 1 },
+	{ "dave@example.org", "random@example.org", 0 },
+	{ "carol@example.org", "tocatch@example.com", 1 },  /* an explicit alias reaching carol */
+	{ "bob@example.com", "nobody@example.com", 0 },
+	{ "bob@example.com", "bob@remote.net", 0 },
+	{ "bob@example.com", "dead@example.com", 0 },
+	{ "bob@example.com", "", 0 },                       /* the null sender is no address */
+	{ "bob@example.com", "bob", 0 },
+	{ "bob", "bob@example.com", 0 },
+	{ "nobody@example.com", "nobody@example.com", 0 },
+	{ "bob@example.com", "loop1@example.com", -1 },     /* trouble is trouble */
+	{ "bob@example.com", "partloop@example.com", -1 },
+};
+
+static void test_sender_owned(void **state)
+{
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < NELEM(sender_cases); i++) {
+		char *error = NULL;
+		int rc = directory_sender_owned(f->d, sender_cases[i].user, sender_cases[i].address, &error);
+
+		if (rc != sender_cases[i].rc)
+			fail_msg("sender_owned(%s, %s) = %d, wanted %d (%s)", sender_cases[i].user,
+				 sender_cases[i].address, rc, sender_cases[i].rc, error != NULL ? error : "");
+		if (rc < 0)
+			assert_non_null(error);
+		free(error);
+	}
+}
+
 /* --- records and address rules ------------------------------------- */
 
 static void test_records_round_trip(void **state)
@@ -684,6 +780,33 @@ static void test_records_round_trip(void **state)
 	assert_false(got.enabled);
 	dir_user_free(&got);
 	assert_null(got.password);
+	/* No SCRAM secret: no field at all, so that records keep the shape
+	 * they had before secrets were stored; with one, it comes back. */
+	assert_null(memmem(b.data, b.len, "scram", 5));
+	u.scram = (char *)"SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5";
+	dir_user_encode(&b, &u);
+	assert_int_equal(dir_user_decode(b.data, b.len, &got, &error), 0);
+	assert_string_equal(got.scram, u.scram);
+	assert_string_equal(got.password, u.password);
+	dir_user_free(&got);
+	assert_null(got.scram);
+	u.scram = NULL;
+	/* A secret of the wrong type is a corrupt record. */
+	{
+		struct buf bad = BUF_INIT;
+
+		ipc_begin(&bad);
+		ipc_put_int(&bad, "version", DIR_RECORD_VERSION);
+		ipc_put_str(&bad, "password", "x");
+		ipc_put_int(&bad, "quota", 0);
+		ipc_put_int(&bad, "enabled", 1);
+		ipc_put_int(&bad, "scram", 7);
+		ipc_end(&bad);
+		assert_int_equal(dir_user_decode(bad.data + 4, bad.len - 4, &got, &error), -1);
+		free(error);
+		error = NULL;
+		buf_free(&bad);
+	}
 
 	assert_true(dir_alias_add(&a, "a@example.com"));
 	assert_true(dir_alias_add(&a, "b@remote.net"));
@@ -968,6 +1091,169 @@ static void test_auth_proto_domain_and_names(void **state)
 	buf_free(&f);
 }
 
+static void test_auth_proto_sender(void **state)
+{
+	struct buf f = BUF_INIT;
+	struct ipc_msg msg;
+	bool owned = true;
+	const char *error = NULL;
+
+	(void)state;
+	ipc_begin(&f);
+	auth_put_sender(&f, "bob@example.com", "x@example.com");
+	reply(&msg, &f);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_CMD), AUTH_CMD_SENDER);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_USER), "bob@example.com");
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_ADDRESS), "x@example.com");
+	ipc_msg_free(&msg);
+
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "ok");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sender(&msg, &owned, &error), 0);
+	assert_true(owned);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "no");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sender(&msg, &owned, &error), 0);
+	assert_false(owned);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "error");
+	ipc_put_str(&f, AUTH_F_REASON, "aliases.db: Permission denied");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sender(&msg, &owned, &error), -1);
+	assert_string_equal(error, "aliases.db: Permission denied");
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "local");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sender(&msg, &owned, &error), -1);
+	ipc_msg_free(&msg);
+	buf_free(&f);
+}
+
+static void test_auth_proto_sasl(void **state)
+{
+	struct buf f = BUF_INIT;
+	struct ipc_msg msg;
+	struct auth_sasl_reply r;
+	const char *error = NULL;
+	int64_t n = 0;
+
+	(void)state;
+	/* Requests as smtpd builds them. */
+	ipc_begin(&f);
+	auth_put_sasl_mechs(&f, "smtp", true);
+	reply(&msg, &f);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_CMD), AUTH_CMD_MECHS);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_SERVICE), "smtp");
+	assert_true(ipc_get_int(&msg, AUTH_F_SECURE, &n) && n == 1);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	auth_put_sasl_start(&f, 42, "smtp", "PLAIN", NULL, 0, false, "192.0.2.7", false);
+	reply(&msg, &f);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_CMD), AUTH_CMD_START);
+	assert_true(ipc_get_int(&msg, AUTH_F_SESSION, &n) && n == 42);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_MECH), "PLAIN");
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_CLIENT), "192.0.2.7");
+	assert_true(ipc_get_int(&msg, AUTH_F_SECURE, &n) && n == 0);
+	assert_int_equal(msg.count, 6); /* no response field: no initial response */
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	auth_put_sasl_start(&f, 1, "imap", "PLAIN", NULL, 0, true, "::1", true);
+	reply(&msg, &f);
+	assert_int_equal(msg.count, 7); /* "=": present and empty */
+	assert_int_equal(msg.fields[6].type, IPC_BYTES);
+	assert_int_equal(msg.fields[6].len, 0);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	auth_put_sasl_step(&f, 1, "a\0b", 3);
+	reply(&msg, &f);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_CMD), AUTH_CMD_STEP);
+	assert_int_equal(msg.fields[2].len, 3);
+	assert_memory_equal(msg.fields[2].data, "a\0b", 3);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	auth_put_sasl_cancel(&f, 9);
+	reply(&msg, &f);
+	assert_string_equal(ipc_get_str(&msg, AUTH_F_CMD), AUTH_CMD_CANCEL);
+	ipc_msg_free(&msg);
+
+	/* Replies. */
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "continue");
+	ipc_put_bytes(&f, AUTH_F_CHALLENGE, "", 0);
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sasl(&msg, &r, &error), 0);
+	assert_int_equal(r.result, AUTH_SASL_CONTINUE);
+	assert_int_equal(r.challenge_len, 0);
+	assert_non_null(r.challenge);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "ok");
+	ipc_put_str(&f, AUTH_F_USER, "bob@example.com");
+	ipc_put_str(&f, "added_later", "x");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sasl(&msg, &r, &error), 0);
+	assert_int_equal(r.result, AUTH_SASL_OK);
+	assert_string_equal(r.user, "bob@example.com");
+	assert_null(r.mechs);
+	ipc_msg_free(&msg);
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "ok");
+	ipc_put_str(&f, AUTH_F_MECHS, "SCRAM-SHA-256");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sasl(&msg, &r, &error), 0);
+	assert_string_equal(r.mechs, "SCRAM-SHA-256");
+	ipc_msg_free(&msg);
+	static const struct {
+		const char *word;
+		enum auth_sasl_result want;
+	} words[] = { { "fail", AUTH_SASL_FAIL }, { "encrypt", AUTH_SASL_ENCRYPT }, { "temp", AUTH_SASL_TEMP } };
+	for (size_t i = 0; i < NELEM(words); i++) {
+		ipc_begin(&f);
+		ipc_put_str(&f, AUTH_F_RESULT, words[i].word);
+		ipc_put_str(&f, AUTH_F_REASON, "why");
+		ipc_put_str(&f, AUTH_F_USER, "ignored@example.com");
+		reply(&msg, &f);
+		assert_int_equal(auth_parse_sasl(&msg, &r, &error), 0);
+		assert_int_equal(r.result, words[i].want);
+		assert_string_equal(r.reason, "why");
+		assert_null(r.user); /* only an ok names a user */
+		assert_string_equal(auth_sasl_result_name(words[i].want), words[i].word);
+		ipc_msg_free(&msg);
+	}
+	/* Not auth-sasl replies. */
+	static const char *const bad[][2] = {
+		{ NULL, NULL },             /* no result */
+		{ "continue", NULL },       /* continue without a challenge */
+		{ "maybe", NULL },          /* unknown word */
+		{ "ok", "user" },           /* user twice */
+	};
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		ipc_begin(&f);
+		if (bad[i][0] != NULL)
+			ipc_put_str(&f, AUTH_F_RESULT, bad[i][0]);
+		if (bad[i][1] != NULL) {
+			ipc_put_str(&f, bad[i][1], "a@example.com");
+			ipc_put_str(&f, bad[i][1], "b@example.com");
+		}
+		reply(&msg, &f);
+		if (auth_parse_sasl(&msg, &r, &error) != -1)
+			fail_msg("bad auth-sasl reply %zu accepted", i);
+		ipc_msg_free(&msg);
+	}
+	ipc_begin(&f);
+	ipc_put_str(&f, AUTH_F_RESULT, "continue");
+	ipc_put_str(&f, AUTH_F_CHALLENGE, "text, not bytes");
+	reply(&msg, &f);
+	assert_int_equal(auth_parse_sasl(&msg, &r, &error), -1);
+	ipc_msg_free(&msg);
+	buf_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -986,6 +1272,10 @@ int main(void)
 		cmocka_unit_test(test_auth_proto_rcpt),
 		cmocka_unit_test(test_auth_proto_expand),
 		cmocka_unit_test(test_auth_proto_domain_and_names),
+		cmocka_unit_test_setup_teardown(test_user_lookup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sender_owned, setup, teardown),
+		cmocka_unit_test(test_auth_proto_sender),
+		cmocka_unit_test(test_auth_proto_sasl),
 	};
 
 	log_init("test_directory", LOG_SINK_STDERR);
