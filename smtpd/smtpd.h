@@ -13,12 +13,27 @@ struct event_base;
 struct fileop_pool;
 struct ipc_async;
 struct service_ctx;
+struct tls_server;
+
+/* What a worker serves, chosen by its master.conf service name. */
+enum smtpd_mode {
+	SMTPD_MX,         /* any other name (smtpd on 25): mail for hosted domains;
+			   * STARTTLS when a certificate is configured, AUTH only if
+			   * smtpd_auth_on_mx */
+	SMTPD_SUBMISSION, /* "submission" (587): STARTTLS, AUTH before MAIL */
+	SMTPD_SMTPS,      /* "smtps" (465): implicit TLS, AUTH before MAIL */
+	SMTPD_PICKUP,     /* "pickup" (public/pickup): local submission from the
+			   * sendmail command; the client is whoever the socket's
+			   * peer credentials say; any recipient is accepted
+			   * (hosted ones are still checked) */
+};
 
 /* Inside the queue directory (smtpd's working directory, chrooted or not);
  * content/ and spare/ are in libmail/queue_layout.h. */
 #define SMTPD_AUTH_SOCKET "private/auth"
 #define SMTPD_QMGR_SOCKET "private/qmgr"
 #define SMTPD_LOCAL_SOCKET "private/local"
+#define SMTPD_SASL_SOCKET "private/sasl"
 /* Threads that fsync content files, so that one slow disk flush does not
  * stall the other sessions of the process; concurrent flushes also let
  * the file system combine them. */
@@ -40,15 +55,18 @@ struct smtpd {
 	struct fileop_pool *fileops;
 	struct smtpd_spares spares;
 	struct smtpd_conn *conns;  /* open connections (for shutdown) */
-	/* Pickup mode (the master.conf service named "pickup", on
-	 * public/pickup): local submission from the sendmail command. The
-	 * client is whoever the socket's peer credentials say; any recipient
-	 * is accepted (hosted ones are still checked). */
-	bool pickup;
+	enum smtpd_mode mode;
+	struct tls_server *tls;    /* the certificates, loaded before the jail; NULL: no TLS */
+	struct ipc_async *sasl;    /* auth's SASL socket */
+	char *mechs_clear;         /* AUTH offer before TLS, NULL: none */
+	char *mechs_tls;           /* AUTH offer over TLS, NULL: none */
+	long long sasl_sessions;   /* numbers the SASL exchanges of this process */
 };
 
-/* The service name that selects pickup mode. */
+/* The service names that select a mode. */
 #define SMTPD_PICKUP_SERVICE "pickup"
+#define SMTPD_SUBMISSION_SERVICE "submission"
+#define SMTPD_SMTPS_SERVICE "smtps"
 
 /* smtpd_spare.c */
 void smtpd_spares_open(struct smtpd_spares *s);

@@ -1,6 +1,7 @@
-/* smtpd_session.c - one client connection: bytes between the socket and
- * the protocol engine, recipient checks through auth (and local for the
- * quota), the content file, and the hand-over to qmgr. */
+/* smtpd_session.c - one client connection: bytes between the socket (or
+ * its TLS layer) and the protocol engine, SASL exchanges and recipient
+ * checks through auth (and local for the quota), the content file, and
+ * the hand-over to qmgr. */
 #include "config.h"
 #include "smtpd.h"
 #include "../libmail/addr.h"
@@ -16,6 +17,7 @@
 #include "../libutil/sanitize.h"
 #include "../libutil/service.h"
 #include "../libutil/sock.h"
+#include "../libutil/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,6 +58,10 @@ struct smtpd_conn {
 	bool closing;              /* close once the output is out */
 	bool enqueueing;           /* syncing the content or waiting for qmgr: do not cut this short */
 	bool shutdown_after;       /* stop requested while enqueueing */
+	bool tls;                  /* the bufferevent is a TLS one (handshake done or under way) */
+	long long sasl_session;    /* the SASL exchange under way with auth, 0: none */
+	struct event *linger_ev;   /* closing under a STARTTLS filter: look again */
+	int linger_checks;
 	int content_fd;
 	struct buf content_out;    /* written to content_fd in CONTENT_WRITE_CHUNK pieces */
 	off_t content_size;
@@ -149,6 +155,9 @@ static void conn_close(struct smtpd_conn *c)
 	if (c->gone)
 		return;
 	c->gone = true;
+	if (c->linger_ev != NULL)
+		event_free(c->linger_ev);
+	c->linger_ev = NULL;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	service_client_closed(c->d->svc);
@@ -170,7 +179,7 @@ static void cb_write(void *ctx, const char *data, size_t len)
 	if (c->gone)
 		return;
 	out = bufferevent_get_output(c->bev);
-	if (evbuffer_get_length(out) == 0) {
+	if (!c->tls && evbuffer_get_length(out) == 0) {
 		n = send(bufferevent_getfd(c->bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			data += n;
@@ -183,13 +192,59 @@ static void cb_write(void *ctx, const char *data, size_t len)
 		bufferevent_write(c->bev, data, len);
 }
 
+/* output_pending - octets not handed to the kernel yet: the
+ * bufferevent's, and under a STARTTLS filter the plain one's below it. */
+static size_t output_pending(struct smtpd_conn *c)
+{
+	struct bufferevent *under = bufferevent_get_underlying(c->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+/* Under a filter, only the filter's drain is reported: the last reply
+ * (221, 421) may still sit below it. Look again every LINGER_MS, for at
+ * most LINGER_CHECKS times. */
+#define LINGER_MS 10
+#define LINGER_CHECKS 3000
+
+static void close_when_sent(struct smtpd_conn *c);
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	close_when_sent(arg);
+}
+
+/* close_when_sent - close once everything written is out. */
+static void close_when_sent(struct smtpd_conn *c)
+{
+	struct timeval tv = { 0, LINGER_MS * 1000 };
+
+	if (c->gone)
+		return;
+	if (output_pending(c) == 0 || c->linger_checks >= LINGER_CHECKS) {
+		conn_close(c);
+		return;
+	}
+	if (bufferevent_get_underlying(c->bev) == NULL)
+		return; /* on_drained comes */
+	if (c->linger_ev == NULL)
+		c->linger_ev = evtimer_new(c->d->svc->base, on_linger, c);
+	c->linger_checks++;
+	evtimer_add(c->linger_ev, &tv);
+}
+
 static void on_drained(struct bufferevent *bev, void *arg)
 {
 	struct smtpd_conn *c = arg;
 
 	(void)bev;
 	if (c->closing)
-		conn_close(c);
+		close_when_sent(c);
 }
 
 static void cb_close(void *ctx)
@@ -200,8 +255,7 @@ static void cb_close(void *ctx)
 	if (c->gone)
 		return;
 	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		conn_close(c);
+	close_when_sent(c);
 }
 
 static void cb_log(void *ctx, const char *line)
@@ -210,17 +264,46 @@ static void cb_log(void *ctx, const char *line)
 	log_info("%s", line);
 }
 
+static void on_sender(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	const char *parse_error = NULL;
+	bool owned = false;
+
+	if (c->gone) {
+		conn_unref(c);
+		return;
+	}
+	if (reply == NULL || auth_parse_sender(reply, &owned, &parse_error) < 0) {
+		log_warn("sender lookup failed: %s", reply == NULL ? error : parse_error);
+		smtp_session_mail_done(c->s, R_RCPT_TEMPFAIL);
+	} else {
+		smtp_session_mail_done(c->s, owned ? 0 : R_SENDER_NOT_OWNED);
+	}
+	conn_unref(c);
+}
+
 static void cb_mail(void *ctx, const struct mail_addr *sender, const struct smtp_mail_params *p)
 {
 	struct smtpd_conn *c = ctx;
+	const char *user = smtp_session_auth_user(c->s);
+	struct buf req = BUF_INIT;
 
-	(void)sender;
 	(void)p;
 	/* A new transaction: nothing from an earlier one survives. */
 	clear_targets(c);
 	pool_clear(c->pool);
-	/* Sender policy (SPF, ownership after AUTH) arrives with later issues. */
-	smtp_session_mail_done(c->s, 0);
+	/* An authenticated user sends only as an address of theirs (their
+	 * own, or an alias that reaches them); bounces (<>) are theirs too. */
+	if (user == NULL || sender->local[0] == '\0') {
+		smtp_session_mail_done(c->s, 0);
+		return;
+	}
+	c->refs++;
+	ipc_begin(&req);
+	auth_put_sender(&req, user, addr_format(c->pool, sender));
+	ipc_async_request(c->d->auth, &req, -1, on_sender, c);
+	buf_free(&req);
 }
 
 static void add_target(struct smtpd_conn *c, const char *address, const char *orcpt, const char *rcpt_to,
@@ -311,12 +394,12 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		id = R_UNKNOWN_USER;
 		break;
 	case AUTH_R_NOT_HOSTED:
-		if (c->local) {
-			/* Local users (pickup) may send anywhere. */
+		if (c->local || smtp_session_auth_user(c->s) != NULL) {
+			/* Local users (pickup) and authenticated ones may send
+			 * anywhere: queued for outbound delivery. */
 			accept_as_given(c, &res);
 			return;
 		}
-		/* Relaying needs an authenticated client (a later issue). */
 		id = R_RELAY_DENIED;
 		break;
 	default:
@@ -593,6 +676,159 @@ static void cb_flow(void *ctx, bool paused)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
+/* ---- TLS ------------------------------------------------------------ */
+
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+/* offer_auth - what AUTH offers now, by whether TLS is on. */
+static void offer_auth(struct smtpd_conn *c, bool secure)
+{
+	smtp_session_set_auth_mechs(c->s, secure ? c->d->mechs_tls : c->d->mechs_clear);
+}
+
+/* cb_starttls - the 220 is written (straight to the socket, or queued on
+ * the plain bufferevent, which the filter sends before its handshake). */
+static void cb_starttls(void *ctx)
+{
+	struct smtpd_conn *c = ctx;
+	struct bufferevent *tls;
+	struct timeval tv = { .tv_sec = c->d->params->smtpd_timeout };
+	struct evbuffer *in;
+
+	if (c->gone)
+		return;
+	/* Whatever else this read brought came in clear: never run it. */
+	in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	tls = tls_accept_filter(c->d->tls, c->d->svc->base, c->bev);
+	if (tls == NULL) {
+		log_warn("%s: cannot start TLS", c->client_addr);
+		conn_close(c);
+		return;
+	}
+	c->bev = tls;
+	c->tls = true;
+	bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* tls_ready - the handshake is done: STARTTLS continues the session,
+ * implicit TLS starts it. */
+static void tls_ready(struct smtpd_conn *c)
+{
+	struct tls_info info;
+
+	if (tls_get_info(c->bev, &info) < 0)
+		memset(&info, 0, sizeof info);
+	offer_auth(c, true);
+	if (c->d->mode == SMTPD_SMTPS) {
+		smtp_session_set_tls(c->s, true, info.version, info.cipher, info.bits);
+		smtp_session_start(c->s);
+	} else {
+		smtp_session_tls_started(c->s, info.version, info.cipher, info.bits);
+	}
+}
+
+/* ---- SASL, through auth ------------------------------------------------ */
+
+static void on_sasl(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct smtpd_conn *c = arg;
+	struct auth_sasl_reply r;
+	const char *parse_error = NULL;
+
+	if (c->gone || c->sasl_session == 0) {
+		conn_unref(c);
+		return;
+	}
+	if (reply == NULL || auth_parse_sasl(reply, &r, &parse_error) < 0) {
+		log_warn("SASL exchange with auth failed: %s", reply == NULL ? error : parse_error);
+		c->sasl_session = 0;
+		smtp_session_auth_done(c->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
+		conn_unref(c);
+		return;
+	}
+	switch (r.result) {
+	case AUTH_SASL_CONTINUE:
+		smtp_session_auth_done(c->s, SMTP_AUTH_CONTINUE, r.challenge, r.challenge_len, NULL);
+		break;
+	case AUTH_SASL_OK:
+		c->sasl_session = 0;
+		if (r.user == NULL || r.user[0] == '\0') {
+			log_warn("SASL exchange with auth: success without a user name");
+			smtp_session_auth_done(c->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
+			break;
+		}
+		smtp_session_auth_done(c->s, SMTP_AUTH_OK, NULL, 0, r.user);
+		break;
+	case AUTH_SASL_ENCRYPT:
+		c->sasl_session = 0;
+		smtp_session_auth_done(c->s, SMTP_AUTH_ENCRYPT, NULL, 0, NULL);
+		break;
+	case AUTH_SASL_TEMP:
+		c->sasl_session = 0;
+		smtp_session_auth_done(c->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
+		break;
+	default:
+		c->sasl_session = 0;
+		smtp_session_auth_done(c->s, SMTP_AUTH_FAIL, NULL, 0, NULL);
+		break;
+	}
+	conn_unref(c);
+}
+
+static void cb_auth_start(void *ctx, const char *mech, const void *resp, size_t len, bool has_resp)
+{
+	struct smtpd_conn *c = ctx;
+	struct buf req = BUF_INIT;
+
+	c->sasl_session = ++c->d->sasl_sessions;
+	c->refs++;
+	ipc_begin(&req);
+	/* "secure": the password may travel (TLS, or the operator allows it) */
+	auth_put_sasl_start(&req, c->sasl_session, AUTH_SASL_SERVICE_SMTP, mech, resp, len, has_resp, c->client_addr,
+			    c->tls || c->d->params->smtpd_auth_plaintext);
+	ipc_async_request(c->d->sasl, &req, -1, on_sasl, c);
+	buf_free(&req);
+}
+
+static void cb_auth_step(void *ctx, const void *resp, size_t len)
+{
+	struct smtpd_conn *c = ctx;
+	struct buf req = BUF_INIT;
+
+	c->refs++;
+	ipc_begin(&req);
+	auth_put_sasl_step(&req, c->sasl_session, resp, len);
+	ipc_async_request(c->d->sasl, &req, -1, on_sasl, c);
+	buf_free(&req);
+}
+
+static void on_sasl_cancelled(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	(void)reply;
+	(void)error;
+	(void)arg;
+}
+
+/* cb_auth_cancel - the client gave up (or went away): auth forgets the
+ * exchange; an answer still on its way finds no session here. */
+static void cb_auth_cancel(void *ctx)
+{
+	struct smtpd_conn *c = ctx;
+	struct buf req = BUF_INIT;
+
+	if (c->sasl_session == 0)
+		return;
+	ipc_begin(&req);
+	auth_put_sasl_cancel(&req, c->sasl_session);
+	ipc_async_request(c->d->sasl, &req, -1, on_sasl_cancelled, NULL);
+	buf_free(&req);
+	c->sasl_session = 0;
+}
+
 static const struct smtp_server_callbacks callbacks = {
 	.write = cb_write,
 	.close = cb_close,
@@ -603,6 +839,10 @@ static const struct smtp_server_callbacks callbacks = {
 	.data_close = cb_data_close,
 	.log = cb_log,
 	.flow = cb_flow,
+	.starttls = cb_starttls,
+	.auth_start = cb_auth_start,
+	.auth_step = cb_auth_step,
+	.auth_cancel = cb_auth_cancel,
 };
 
 /* ---- socket events ------------------------------------------------- */
@@ -615,7 +855,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	size_t n;
 
 	c->refs++;
-	while (!c->gone && (n = evbuffer_remove(in, chunk, sizeof chunk)) > 0)
+	/* STARTTLS replaces c->bev: what is left of the old one is not read. */
+	while (!c->gone && c->bev == bev && (n = evbuffer_remove(in, chunk, sizeof chunk)) > 0)
 		smtp_session_input(c->s, chunk, n);
 	conn_unref(c);
 }
@@ -624,7 +865,18 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtpd_conn *c = arg;
 
-	(void)bev;
+	if (bev != c->bev)
+		return; /* the plain bufferevent under a TLS filter */
+	if (what & BEV_EVENT_CONNECTED) {
+		tls_ready(c);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && c->tls) {
+		char why[256];
+
+		log_info("TLS error from %s[%s]: %s", c->client_name, c->client_addr,
+			 tls_last_error(bev, why, sizeof why));
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
 		bufferevent_enable(c->bev, EV_READ); /* a timeout disables reading */
 		smtp_session_timeout(c->s);
@@ -717,7 +969,7 @@ void smtpd_conn_accept(struct smtpd *d, int fd)
 	c->d = d;
 	c->refs = 1;
 	c->content_fd = -1;
-	if (d->pickup) {
+	if (d->mode == SMTPD_PICKUP) {
 		if (local_identity(fd, c) < 0) {
 			close(fd);
 			free(c);
@@ -727,7 +979,19 @@ void smtpd_conn_accept(struct smtpd *d, int fd)
 		client_identity(fd, c);
 	}
 	c->pool = pool_create();
-	c->bev = bufferevent_socket_new(d->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (d->mode == SMTPD_SMTPS) {
+		c->bev = tls_accept_socket(d->tls, d->svc->base, fd);
+		c->tls = true;
+	} else {
+		c->bev = bufferevent_socket_new(d->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (c->bev == NULL) {
+		log_warn("%s: cannot set up the connection", c->client_addr);
+		close(fd);
+		pool_destroy(&c->pool);
+		free(c);
+		return;
+	}
 	bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -737,7 +1001,10 @@ void smtpd_conn_accept(struct smtpd *d, int fd)
 	d->conns = c;
 	service_client_opened(d->svc);
 	c->s = smtp_session_new(&d->engine, &callbacks, c, c->client_addr, c->client_name);
-	smtp_session_start(c->s);
+	offer_auth(c, false);
+	/* Implicit TLS: the greeting waits for the handshake (tls_ready). */
+	if (d->mode != SMTPD_SMTPS)
+		smtp_session_start(c->s);
 }
 
 void smtpd_conn_shutdown_all(struct smtpd *d)

@@ -64,11 +64,14 @@ def add_domain(inst, domain=DOMAIN):
     return must(inst.mailctl("domain", "add", domain), f"domain add {domain}")
 
 
+PASSWORD = "Secret-pass-1"  # every test user's
+
+
 def add_user(inst, address, quota=None, check=True):
     args = ["user", "add", address, "--password-stdin"]
     if quota is not None:
         args += ["--quota", str(quota)]
-    r = mailctl_input(inst, *args, input_text="Secret-pass-1\n")
+    r = mailctl_input(inst, *args, input_text=PASSWORD + "\n")
     return must(r, f"user add {address}") if check else r
 
 
@@ -98,7 +101,7 @@ def setup_mail(inst, users=None, aliases=None, **params):
         qmgr=service_line("qmgr", "qmgr,qmgr-control", procs=1, program="qmgr", type_="unix"),
         local=service_line("local", "local", procs=2, program="local", type_="unix",
                            user="${mailbox_owner}", chroot="-"),
-        auth=service_line("auth", "auth", procs=1, program="auth", type_="unix",
+        auth=service_line("auth", "auth,sasl", procs=1, program="auth", type_="unix",
                           user="${auth_owner}", chroot="${data_directory}"),
         pickup=service_line("pickup", "public/pickup", procs=1, program="smtpd", type_="unix"),
     )
