@@ -326,3 +326,53 @@ def test_repeated_failures_are_refused(tls_mail):
             s.login("alice@example.test", PASSWORD)
         assert e.value.smtp_code == 454 and e.value.smtp_error.startswith(b"4.7.0")
     assert log_lines(inst, r"auth failed: service=smtp, user=<alice@example\.test>, rip=127\.0\.0\.1")
+
+
+# ---- SCRAM-SHA-256 through SMTP, and AUTH on port 25 ---------------------------
+
+def test_scram_over_submission(tmail):
+    from test_auth_sasl import Scram  # the RFC 5802 client side
+
+    with Smtp(tmail.submission_port) as s:
+        s.ehlo()
+        assert s.cmd("STARTTLS").is_(220, "2.0.0")
+        s.sock = client_context(tmail).wrap_socket(s.sock, server_hostname=HOSTNAME)
+        r = s.ehlo()
+        assert any(line.startswith("AUTH ") and "SCRAM-SHA-256" in line.split() for line in r.lines), r
+        scram = Scram("carol@example.test", PASSWORD)
+        r = s.cmd("AUTH SCRAM-SHA-256 " + base64.b64encode(scram.first()).decode())
+        assert r.code == 334, r
+        r = s.cmd(base64.b64encode(scram.final(base64.b64decode(r.text))).decode())
+        assert r.code == 334, r
+        scram.verify(base64.b64decode(r.text))  # the server proved it knows the verifier
+        r = s.cmd("")  # the client's empty answer to the server's final message
+        assert r.is_(235, "2.7.0"), r
+        assert s.cmd("MAIL FROM:<carol@example.test>").is_(250, "2.1.0")
+    # a wrong password fails at the proof, with the usual answer
+    with Smtp(tmail.submission_port) as s:
+        s.ehlo()
+        s.cmd("STARTTLS")
+        s.sock = client_context(tmail).wrap_socket(s.sock, server_hostname=HOSTNAME)
+        s.ehlo()
+        scram = Scram("carol@example.test", "wrong")
+        r = s.cmd("AUTH SCRAM-SHA-256 " + base64.b64encode(scram.first()).decode())
+        r = s.cmd(base64.b64encode(scram.final(base64.b64decode(r.text))).decode())
+        assert r.is_(535, "5.7.8"), r
+
+
+def test_auth_on_mx_when_configured(tls_mail):
+    inst = tls_mail(smtpd_auth_on_mx="yes")
+    with TlsSMTP("127.0.0.1", inst.smtp_port, timeout=10) as s:
+        s.ehlo("client.example.net")
+        assert not s.has_extn("auth")  # not before TLS
+        s.starttls(context=client_context(inst))
+        s.ehlo("client.example.net")
+        assert s.has_extn("auth")
+        # offered, never required: mail for a hosted user goes in as before
+        assert s.mail("someone@elsewhere.test")[0] == 250
+        assert s.rcpt("bob@example.test")[0] == 250
+        s.rset()
+        # and a login there relays
+        s.login("alice@example.test", PASSWORD)
+        assert s.mail("alice@example.test")[0] == 250
+        assert s.rcpt("friend@remote.test")[0] == 250
