@@ -7,6 +7,7 @@
  */
 #include "config.h"
 #include "password.h"
+#include "../libutil/base64.h"
 #include "../libutil/buf.h"
 #include "../libutil/mem.h"
 
@@ -191,59 +192,21 @@ out:
 	return rc;
 }
 
-static void b64_append(struct buf *out, const uint8_t *data, size_t len)
-{
-	size_t room = 4 * ((len + 2) / 3) + 1;
-	uint8_t *p = buf_reserve(out, room);
-	int n = EVP_EncodeBlock(p, data, (int)len);
-
-	out->len += (size_t)n;
-	out->data[out->len] = '\0';
-}
-
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* b64_decode - strict base64 (padded, no blanks) of text[0..len) into
- * out (size max); the decoded length, or -1. */
+/* b64_decode - canonical base64 of text[0..len) into out (size max);
+ * the decoded length, or -1 (also for nothing, or more than max). */
 static long b64_decode(const char *text, size_t len, uint8_t *out, size_t max)
 {
-	size_t n = 0;
+	struct buf b = BUF_INIT;
+	long n = -1;
 
-	if (len == 0 || len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4];
-		int pad = 0;
-
-		for (int j = 0; j < 4; j++) {
-			if (text[i + j] == '=' && i + 4 == len && j >= 2) {
-				v[j] = 0;
-				pad++;
-			} else if (pad > 0 || (v[j] = b64_value(text[i + j])) < 0) {
-				return -1;
-			}
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		for (int j = 0; j < 3 - pad; j++) {
-			if (n >= max)
-				return -1;
-			out[n++] = (uint8_t)(w >> (16 - 8 * j));
-		}
+	if (len > 0 && base64_decode(&b, text, len) == 0 && b.len <= max) {
+		memcpy(out, b.data, b.len);
+		n = (long)b.len;
 	}
-	return (long)n;
+	if (b.data != NULL)
+		explicit_bzero(b.data, b.len); /* key material */
+	buf_free(&b);
+	return n;
 }
 
 /* scram_format - the stored form of k (new memory). */
@@ -252,11 +215,11 @@ static char *scram_format(const struct scram_keys *k)
 	struct buf out = BUF_INIT;
 
 	buf_printf(&out, "%s%u:", PASSWORD_SCRAM_PREFIX, k->iterations);
-	b64_append(&out, k->salt, k->salt_len);
+	base64_encode(&out, k->salt, k->salt_len);
 	buf_append_str(&out, "$");
-	b64_append(&out, k->stored, SCRAM_KEY_LEN);
+	base64_encode(&out, k->stored, SCRAM_KEY_LEN);
 	buf_append_str(&out, ":");
-	b64_append(&out, k->server, SCRAM_KEY_LEN);
+	base64_encode(&out, k->server, SCRAM_KEY_LEN);
 	return buf_steal(&out);
 }
 
