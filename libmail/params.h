@@ -53,6 +53,19 @@ struct yb_params {
 	long long auth_failure_delay;
 	long long auth_block_after;
 	long long auth_block_time;
+	/* outbound delivery (smtp) */
+	char *dns_resolvers;
+	char *relayhost;
+	char *relayhost_password_file;
+	char *smtp_tls_policy_map;
+	long long smtp_tcp_port;
+	long long smtp_connect_timeout;
+	long long smtp_command_timeout;
+	long long smtp_data_timeout;
+	long long smtp_destination_concurrency_limit;
+	long long smtp_destination_rate_delay;
+	long long smtp_destination_recipient_limit;
+	long long delay_warning_time;
 	/* queue */
 	long long minimal_backoff_time;
 	long long maximal_backoff_time;
