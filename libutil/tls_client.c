@@ -39,10 +39,16 @@ struct tls_client *tls_client_new(const char *ca_file, char **error_r)
 		log_fatal("TLS: cannot create a client context: %s", reason(why, sizeof why));
 	SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(c->ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
-	if (ca_file != NULL && ca_file[0] != '\0')
+	if (ca_file != NULL && ca_file[0] != '\0') {
 		ok = SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL);
-	else
-		ok = SSL_CTX_set_default_verify_paths(c->ctx);
+	} else {
+		/* The system's bundle, read now: a hashed directory would be
+		 * read at each verification, from inside the chroot. Without
+		 * one (no ca-certificates), verified connections fail. */
+		if (SSL_CTX_load_verify_locations(c->ctx, X509_get_default_cert_file(), NULL) != 1)
+			ERR_clear_error();
+		ok = 1;
+	}
 	if (ok != 1) {
 		*error_r = xasprintf("CA certificates %s: %s", ca_file != NULL && ca_file[0] ? ca_file : "(system)",
 				     reason(why, sizeof why));

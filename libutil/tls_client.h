@@ -16,8 +16,10 @@ struct tls_client;
 
 /* tls_client_new - TLS 1.2 at least, the system's security level, no
  * session tickets; for verified connections the CA certificates of
- * ca_file (PEM), or the system's store (/etc/ssl/certs) when ca_file is
- * NULL or empty. NULL and a new *error_r naming the file on failure. */
+ * ca_file (PEM), or the system's bundle (OpenSSL's default cert file,
+ * /etc/ssl/certs/ca-certificates.crt on Debian) when ca_file is NULL or
+ * empty; either is read at once, so it keeps working in a chroot. NULL
+ * and a new *error_r naming ca_file when it cannot be read. */
 struct tls_client *tls_client_new(const char *ca_file, char **error_r);
 void tls_client_free(struct tls_client **c);
 
