@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define SCRAM_KEY_LEN 32               /* SHA-256 */
 #define SCRAM_ITERATIONS_MAX 10000000  /* a stored count above this is corrupt */
@@ -106,11 +107,61 @@ char *password_hash(const void *password, size_t len, const char **error_r)
 	return hash;
 }
 
+/* Recent successful checks, so that a client logging in every minute
+ * (POP3 fetchers, phones) does not cost a yescrypt run (some 20 ms of
+ * auth's one event loop) each time: per stored hash (by its SHA-256), an
+ * HMAC-SHA-256 of the password under a random key of this process. Only
+ * the right password for that very hash matches; a new password means a
+ * new hash, so nothing needs invalidating. Failures are never cached, and
+ * always cost a full check. */
+#define VERIFIED_SLOTS 4096
+#define VERIFIED_TTL_S 600
+
+struct verified {
+	unsigned char hash_digest[SHA256_DIGEST_LENGTH];
+	unsigned char mac[SHA256_DIGEST_LENGTH];
+	time_t when; /* CLOCK_MONOTONIC seconds; 0: empty */
+};
+
+static struct verified *verified;
+static unsigned char verified_key[32];
+
+static time_t monotonic_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + 1; /* never 0 */
+}
+
+/* verified_slot - the slot for hash (its digest in digest_r), or NULL
+ * when the cache cannot be set up. */
+static struct verified *verified_slot(const char *hash, unsigned char digest_r[SHA256_DIGEST_LENGTH])
+{
+	if (verified == NULL) {
+		if (password_random(verified_key, sizeof verified_key) < 0)
+			return NULL;
+		verified = xcalloc(VERIFIED_SLOTS, sizeof *verified);
+	}
+	SHA256((const unsigned char *)hash, strlen(hash), digest_r);
+	return &verified[(digest_r[0] | (unsigned)digest_r[1] << 8) % VERIFIED_SLOTS];
+}
+
+static void password_mac(const void *password, size_t len, unsigned char mac_r[SHA256_DIGEST_LENGTH])
+{
+	unsigned int n = SHA256_DIGEST_LENGTH;
+
+	HMAC(EVP_sha256(), verified_key, sizeof verified_key, password, len, mac_r, &n);
+}
+
 int password_verify(const char *hash, const void *password, size_t len)
 {
 	char *phrase, *got;
 	size_t hash_len;
 	int rc;
+	unsigned char digest[SHA256_DIGEST_LENGTH], mac[SHA256_DIGEST_LENGTH];
+	struct verified *slot;
+	time_t now;
 
 	/* "" is no password; "*..." and "!..." are the conventional
 	 * locked-account markers, and libxcrypt's failure tokens. */
@@ -119,6 +170,18 @@ int password_verify(const char *hash, const void *password, size_t len)
 	phrase = phrase_copy(password, len);
 	if (phrase == NULL)
 		return 0;
+	now = monotonic_now();
+	slot = verified_slot(hash, digest);
+	if (slot != NULL) {
+		password_mac(password, len, mac);
+		if (slot->when != 0 && now - slot->when < VERIFIED_TTL_S &&
+		    CRYPTO_memcmp(slot->hash_digest, digest, sizeof digest) == 0 &&
+		    CRYPTO_memcmp(slot->mac, mac, sizeof mac) == 0) {
+			phrase_free(phrase);
+			explicit_bzero(mac, sizeof mac);
+			return 1;
+		}
+	}
 	got = crypt_with(phrase, hash);
 	phrase_free(phrase);
 	if (got == NULL)
@@ -129,6 +192,12 @@ int password_verify(const char *hash, const void *password, size_t len)
 	rc = strlen(got) == hash_len && CRYPTO_memcmp(got, hash, hash_len) == 0 ? 1 : 0;
 	explicit_bzero(got, strlen(got));
 	free(got);
+	if (rc == 1 && slot != NULL) {
+		memcpy(slot->hash_digest, digest, sizeof digest);
+		memcpy(slot->mac, mac, sizeof mac);
+		slot->when = now;
+	}
+	explicit_bzero(mac, sizeof mac);
 	return rc;
 }
 

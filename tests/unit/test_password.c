@@ -97,6 +97,31 @@ static void test_crypt_unusable(void **state)
 	"SCRAM-SHA-256$4096:" RFC7677_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"                \
 	"wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 
+/* Remembered successes: the right password again is accepted (from the
+ * cache), a wrong one is still refused, and a new hash for the same user
+ * (a new password) does not accept the old password. */
+static void test_verified_cache(void **state)
+{
+	const char *error = NULL;
+	char *old_hash = password_hash("first-secret", 12, &error);
+	char *new_hash = password_hash("second-secret", 13, &error);
+
+	(void)state;
+	assert_non_null(old_hash);
+	assert_non_null(new_hash);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(password_verify(old_hash, "first-secret", 12), 1);
+	assert_int_equal(password_verify(old_hash, "first-secreT", 12), 0);
+	assert_int_equal(password_verify(old_hash, "first-secret", 11), 0);
+	assert_int_equal(password_verify(old_hash, "first-secret\0", 13), 0);
+	assert_int_equal(password_verify(new_hash, "first-secret", 12), 0);
+	assert_int_equal(password_verify(new_hash, "second-secret", 13), 1);
+	assert_int_equal(password_verify(new_hash, "second-secret", 13), 1);
+	assert_int_equal(password_verify(old_hash, "first-secret", 12), 1);
+	free(old_hash);
+	free(new_hash);
+}
+
 static void test_scram_rfc7677(void **state)
 {
 	static const uint8_t salt[] = { 0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0x8e,
@@ -200,7 +225,7 @@ int main(void)
 		cmocka_unit_test(test_crypt_vectors),   cmocka_unit_test(test_crypt_round_trip),
 		cmocka_unit_test(test_crypt_unusable),  cmocka_unit_test(test_scram_rfc7677),
 		cmocka_unit_test(test_scram_fresh),     cmocka_unit_test(test_scram_malformed),
-		cmocka_unit_test(test_scram_fake),
+		cmocka_unit_test(test_scram_fake),      cmocka_unit_test(test_verified_cache),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
