@@ -26,6 +26,13 @@ static size_t header_end(const char *text, size_t len)
 
 /* append_line_safe - text that came from an agent or a remote server goes
  * into header-like lines: control characters must not start new ones. */
+/* is_smtp_reply - whether text is a remote server's reply ("550 5.1.1 ..."). */
+static bool is_smtp_reply(const char *text)
+{
+	return text != NULL && text[0] >= '2' && text[0] <= '5' && text[1] >= '0' && text[1] <= '9' && text[2] >= '0' &&
+	       text[2] <= '9' && (text[3] == ' ' || text[3] == '-');
+}
+
 static void append_line_safe(struct buf *out, const char *text)
 {
 	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
@@ -96,7 +103,8 @@ void dsn_build(struct buf *out, const struct dsn_report *r, const char *original
 		buf_printf(out, "Final-Recipient: rfc822; %s\r\n", x->final_rcpt);
 		buf_printf(out, "Action: %s\r\n", x->action);
 		buf_printf(out, "Status: %s\r\n", x->status);
-		buf_append_str(out, "Diagnostic-Code: X-Yubin; ");
+		/* RFC 3464 2.3.6: "smtp" when it is another server's reply. */
+		buf_append_str(out, is_smtp_reply(x->diagnostic) ? "Diagnostic-Code: smtp; " : "Diagnostic-Code: X-Yubin; ");
 		append_line_safe(out, x->diagnostic);
 		buf_append_str(out, "\r\n");
 	}

@@ -53,6 +53,7 @@ static int qmgr_post_jail(struct service_ctx *ctx, char **error_r)
 	q->auth = ipc_async_new(ctx->base, QMGR_AUTH_SOCKET, AUTH_PROTOCOL, 30);
 	for (int i = 0; i < QMGR_LOCAL_CONNECTIONS; i++)
 		q->local[i] = ipc_async_new(ctx->base, QMGR_LOCAL_SOCKET, "local-deliver", 300);
+	q->smtp = ipc_async_new(ctx->base, QMGR_SMTP_SOCKET, "smtp-deliver", QMGR_SMTP_TIMEOUT_S);
 	q->commit_ev = event_new(ctx->base, -1, 0, qmgr_on_commit, q);
 	q->commit_later_ev = evtimer_new(ctx->base, qmgr_on_commit, q);
 	q->scan_ev = event_new(ctx->base, -1, 0, qmgr_on_scan, q);

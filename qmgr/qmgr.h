@@ -22,6 +22,10 @@ struct service_ctx;
 #define QMGR_STORE_DIR "db"
 #define QMGR_AUTH_SOCKET "private/auth"
 #define QMGR_LOCAL_SOCKET "private/local"
+#define QMGR_SMTP_SOCKET "private/smtp"
+/* A delivery to another server may take a while: DNS, several hosts,
+ * the data timeout (smtp_data_timeout). */
+#define QMGR_SMTP_TIMEOUT_S 3600
 #define QMGR_LOCAL_CONNECTIONS 8 /* at most this many local processes busy at once */
 #define QMGR_SCAN_BATCH 200
 #define QMGR_ACTIVE_MAX 2000     /* messages in flight at once */
@@ -42,6 +46,14 @@ struct qmgr_unlink {
 };
 
 /* A message with deliveries in flight. */
+/* A remote target of one recipient's attempt, waiting for its batch. */
+struct qmgr_remote {
+	struct attempt *attempt;
+	char *address;
+	const char *orcpt;
+	int notify;
+};
+
 struct qmgr_active {
 	struct qmgr *q;
 	struct qmgr_active *hnext; /* in q->active_hash */
@@ -53,6 +65,9 @@ struct qmgr_active {
 	 * before. Anything a scan starts may have been (a crash or a lost
 	 * answer hides that), and local then looks for a repeat. */
 	bool first_hand_over;
+	int expanding;          /* recipients whose auth expansion is pending */
+	struct qmgr_remote *remotes; /* remote targets, sent to smtp once all are known */
+	size_t nremotes;
 	struct qmgr_active *next;
 };
 
@@ -64,6 +79,7 @@ struct qmgr {
 	struct ipc_server *control; /* listener 1: qmgr-control */
 	struct ipc_async *auth;
 	struct ipc_async *local[QMGR_LOCAL_CONNECTIONS];
+	struct ipc_async *smtp;
 	int local_next;
 	struct qmgr_ack *acks;     /* staged, waiting for the commit */
 	struct event *commit_ev;

@@ -206,9 +206,137 @@ static void deliver_local(struct attempt *a, const char *mailbox, long long quot
 	buf_free(&req);
 }
 
-static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
+/* ---- remote recipients: to smtp, one request per destination ---------- */
+
+static void keep_remote(struct attempt *a, const char *address)
 {
-	struct attempt *a = arg;
+	struct qmgr_active *act = a->act;
+	const struct queue_rcpt *r = &act->env.rcpts[a->index];
+
+	act->remotes = xreallocarray(act->remotes, act->nremotes + 1, sizeof *act->remotes);
+	act->remotes[act->nremotes++] = (struct qmgr_remote){
+		.attempt = a,
+		.address = xstrdup(address),
+		.orcpt = r->orcpt != NULL ? r->orcpt : "",
+		.notify = r->notify,
+	};
+	a->outstanding++;
+}
+
+/* One request to smtp: the targets it carries, in order. */
+struct remote_batch {
+	struct qmgr_remote *targets;
+	size_t count;
+};
+
+static void on_smtp_reply(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct remote_batch *b = arg;
+	const char *status = reply != NULL ? ipc_get_str(reply, "status") : NULL;
+	size_t i = 0;
+
+	if (status != NULL && strcmp(status, "ok") == 0) {
+		/* result, dsn and text follow each rcpt, in the request's order */
+		const char *result = NULL, *dsn = NULL;
+
+		for (size_t f = 0; f < reply->count && i < b->count; f++) {
+			const struct ipc_field *fl = &reply->fields[f];
+			const char *v = (const char *)fl->data;
+
+			if (fl->type != IPC_STR)
+				continue;
+			if (strcmp(fl->name, "result") == 0) {
+				result = v;
+			} else if (strcmp(fl->name, "dsn") == 0) {
+				dsn = v;
+			} else if (strcmp(fl->name, "text") == 0 && result != NULL && dsn != NULL) {
+				enum queue_rcpt_state st = strcmp(result, "sent") == 0 ? QUEUE_RCPT_DELIVERED :
+							   strcmp(result, "bounced") == 0 ? QUEUE_RCPT_FAILED :
+											    QUEUE_RCPT_DEFERRED;
+
+				record(b->targets[i].attempt, st, dsn, v);
+				i++;
+				result = dsn = NULL;
+			}
+		}
+	}
+	for (size_t k = i; k < b->count; k++) {
+		char *why = xasprintf("smtp delivery agent unavailable: %s",
+				      status == NULL ? (error != NULL ? error : "no reply") : "a reply without results");
+
+		record(b->targets[k].attempt, QUEUE_RCPT_DEFERRED, "4.3.0", why);
+		free(why);
+	}
+	for (size_t k = 0; k < b->count; k++) {
+		struct attempt *a = b->targets[k].attempt;
+
+		free(b->targets[k].address);
+		if (--a->outstanding == 0)
+			attempt_done(a);
+	}
+	free(b->targets);
+	free(b);
+}
+
+static int domain_cmp(const void *x, const void *y)
+{
+	const struct qmgr_remote *a = x, *b = y;
+	const char *da = strrchr(a->address, '@'), *db = strrchr(b->address, '@');
+
+	return strcasecmp(da != NULL ? da + 1 : "", db != NULL ? db + 1 : "");
+}
+
+/* dispatch_remote - every expansion is in: the remote targets go to smtp,
+ * one request per destination domain (at most
+ * smtp_destination_recipient_limit recipients each). */
+static void dispatch_remote(struct qmgr_active *act)
+{
+	struct qmgr *q = act->q;
+	size_t limit = (size_t)q->params->smtp_destination_recipient_limit;
+	size_t i = 0;
+
+	qsort(act->remotes, act->nremotes, sizeof *act->remotes, domain_cmp);
+	while (i < act->nremotes) {
+		struct remote_batch *b = xnew(struct remote_batch);
+		const char *at = strrchr(act->remotes[i].address, '@');
+		const char *domain = at != NULL ? at + 1 : "";
+		size_t n = 1;
+		struct buf req = BUF_INIT;
+
+		while (i + n < act->nremotes && n < limit && domain_cmp(&act->remotes[i], &act->remotes[i + n]) == 0)
+			n++;
+		b->targets = xcalloc(n, sizeof *b->targets);
+		memcpy(b->targets, &act->remotes[i], n * sizeof *b->targets);
+		b->count = n;
+		ipc_begin(&req);
+		ipc_put_str(&req, "cmd", "deliver");
+		ipc_put_str(&req, "id", act->env.id);
+		ipc_put_str(&req, "sender", act->env.sender);
+		ipc_put_int(&req, "size", act->env.size);
+		if (act->env.envid != NULL && act->env.envid[0] != '\0')
+			ipc_put_str(&req, "envid", act->env.envid);
+		if (act->env.ret != NULL && act->env.ret[0] != '\0')
+			ipc_put_str(&req, "ret", act->env.ret);
+		ipc_put_str(&req, "nexthop", domain);
+		for (size_t k = 0; k < n; k++)
+			ipc_put_str(&req, "rcpt", b->targets[k].address);
+		for (size_t k = 0; k < n; k++)
+			ipc_put_str(&req, "orcpt", b->targets[k].orcpt);
+		for (size_t k = 0; k < n; k++)
+			ipc_put_int(&req, "notify", b->targets[k].notify);
+		ipc_async_request(q->smtp, &req, act->content_fd, on_smtp_reply, b);
+		buf_free(&req);
+		i += n;
+	}
+	free(act->remotes);
+	act->remotes = NULL;
+	act->nremotes = 0;
+}
+
+/* expanded - one recipient's targets are known: local mailboxes go to
+ * local now, remote ones wait for the message's batch. */
+static void expanded(struct attempt *a, const struct ipc_msg *reply, const char *error)
+{
 	struct auth_expand_reply res;
 	const char *parse_error = NULL;
 	char *why;
@@ -226,8 +354,8 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		a->outstanding++;
 		for (size_t i = 0; i < res.local_count; i++)
 			deliver_local(a, res.local[i].mailbox, res.local[i].quota);
-		if (res.remote_count > 0)
-			record(a, QUEUE_RCPT_DEFERRED, "4.4.1", "remote delivery is not available yet");
+		for (size_t i = 0; i < res.remote_count; i++)
+			keep_remote(a, res.remote[i]);
 		if (res.unknown_count > 0)
 			record(a, QUEUE_RCPT_FAILED, "5.1.1", "alias target: user unknown");
 		if (res.local_count == 0 && res.remote_count == 0 && res.unknown_count == 0)
@@ -240,8 +368,10 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		attempt_done(a);
 		break;
 	case AUTH_R_NOT_HOSTED:
-		record(a, QUEUE_RCPT_DEFERRED, "4.4.1", "remote delivery is not available yet");
-		attempt_done(a);
+		a->outstanding++;
+		keep_remote(a, a->act->env.rcpts[a->index].address);
+		if (--a->outstanding == 0)
+			attempt_done(a);
 		break;
 	case AUTH_R_LOOP:
 		record(a, QUEUE_RCPT_FAILED, "5.4.6", "alias loop");
@@ -255,6 +385,22 @@ static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
 		break;
 	}
 	auth_expand_reply_free(&res);
+}
+
+static void on_expand(const struct ipc_msg *reply, const char *error, void *arg)
+{
+	struct attempt *a = arg;
+	struct qmgr_active *act = a->act;
+
+	/* The message is held open (start_message) until the last expansion:
+	 * then its remote targets go out, and the hold is released. */
+	expanded(a, reply, error);
+	if (--act->expanding == 0) {
+		if (act->nremotes > 0)
+			dispatch_remote(act);
+		if (--act->outstanding == 0)
+			finish_message(act);
+	}
 }
 
 /* The in-flight messages are also hashed by ID: every scan asks about
@@ -353,6 +499,8 @@ static void start_message(struct qmgr *q, struct queue_envelope *env, long long 
 		a->act = act;
 		a->index = i;
 		act->outstanding++;
+		if (act->expanding++ == 0)
+			act->outstanding++; /* the expansion hold, released by the last on_expand */
 		ipc_begin(&req);
 		auth_put_expand(&req, r->address);
 		ipc_async_request(q->auth, &req, -1, on_expand, a);

@@ -3,8 +3,8 @@ qmgr's control socket (qmgr/PROTOCOL.md, "qmgr-control").
 
 A message to fwd@example.test, an alias whose only target is remote, is
 accepted (smtpd expands it: the queued recipient is someone@remote.test)
-and then deferred ("remote delivery is not available yet"): it
-stays in the queue. minimal_backoff_time is left at its default (300s), so
+and then deferred: these instances run no smtp delivery agent ("4.3.0
+smtp delivery agent unavailable"), so it stays in the queue. minimal_backoff_time is left at its default (300s), so
 nothing is retried unless a command makes it due."""
 import json
 import re
@@ -43,7 +43,7 @@ def deferred_message(inst, rcpt="fwd@example.test", sender="alice@example.test",
     """Queue a message that stays deferred; its ID once the first attempt is recorded."""
     qid = send_message(inst, rcpt, BODY, sender=sender)
     inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: to=<{re.escape(target)}>, status=deferred "
-                      rf"\(4\.4\.1 remote delivery is not available yet\)")
+                      rf"\(4\.3\.0 smtp delivery agent unavailable: ")
     wait_until(lambda: show_json(inst, qid)["state"] == "deferred", what="deferred and stored")
     return qid
 
@@ -90,12 +90,12 @@ def test_queue_list_show_selectors(mail):
     assert s["state"] == "deferred"
     (r,) = s["recipients"]
     assert r["address"] == "someone@remote.test" and r["state"] == "deferred"
-    assert r["attempts"] == 1 and r["last_status"] == "4.4.1"
-    assert r["last_response"] == "remote delivery is not available yet"
+    assert r["attempts"] == 1 and r["last_status"] == "4.3.0"
+    assert r["last_response"].startswith("smtp delivery agent unavailable: ")
     assert r["next_try"] > time.time() + 100  # default back-off: 300s
     text = ok(queue(inst, "show", qid)).stdout
     assert f"id:       {qid}" in text and "<someone@remote.test>" in text
-    assert "remote delivery is not available yet" in text and "attempts:      1" in text
+    assert "smtp delivery agent unavailable" in text and "attempts:      1" in text
     # IDs are taken in lowercase too.
     assert show_json(inst, qid.lower())["id"] == qid
 

@@ -1,0 +1,39 @@
+/* smtp.h - the outbound delivery agent's internal types (smtp/PROTOCOL.md
+ * has its protocol with qmgr). */
+#ifndef YB_SMTP_H
+#define YB_SMTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../libmail/params.h"
+
+struct dns_resolver;
+struct ipc_msg;
+struct ipc_peer;
+struct ipc_server;
+struct service_ctx;
+struct tls_client;
+
+#define SMTP_DELIVER_PROTOCOL "smtp-deliver"
+#define SMTP_REQUEST_MAX (1024 * 1024)
+
+struct smtp_daemon {
+	struct service_ctx *svc;
+	const struct yb_params *params;
+	struct dns_resolver *dns;
+	struct tls_client *tls;
+	struct ipc_server *server;
+	/* relayhost: "[host]:port" (no MX lookup) or "host[:port]" (MX of host) */
+	char *relay_host;   /* NULL: deliver by the recipient domain's MX */
+	int relay_port;
+	bool relay_mx;      /* look up the relay host's MX */
+	char *relay_user;   /* SASL login there, from relayhost_password_file */
+	char *relay_password;
+	int active;         /* deliveries in progress */
+};
+
+/* smtp_deliver.c */
+void smtp_deliver_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx);
+
+#endif

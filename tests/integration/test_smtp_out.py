@@ -1,0 +1,147 @@
+"""Outbound delivery: qmgr routes remote recipients to the smtp agent,
+which finds the destination's MX hosts through a real DNS server on
+loopback (unbound, dnsfix.py) and delivers over SMTP; smtp-sink (from
+Postfix) plays the remote MX and keeps what it receives. Failures come
+back to the sender as one DSN."""
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from dnsfix import dns_server, have_unbound  # noqa: F401 (fixture)
+from harness import IS_ROOT, service_line, wait_until
+from mailfix import add_alias, messages, send_message, setup_mail, start_mail, missing_programs, wait_messages
+import harness
+
+pytestmark = [
+    pytest.mark.skipif(not IS_ROOT, reason="runs the suite's services as root"),
+    pytest.mark.skipif(not have_unbound(), reason="unbound is not installed"),
+    pytest.mark.skipif(shutil.which("smtp-sink") is None, reason="smtp-sink (postfix) is not installed"),
+]
+
+SMTP = harness.BUILD_DIR / "smtp" / "smtp"
+BODY = b"Subject: out\r\nMessage-Id: <out.1@example.test>\r\n\r\nto the world\r\n.. a dot line\r\n"
+
+
+class Sink:
+    """smtp-sink on 127.0.0.1:port, dumping each message into a directory."""
+
+    def __init__(self, base, port, reject=None):
+        self.dir = base / f"sink-{port}"
+        self.dir.mkdir()
+        self.dir.chmod(0o777)  # smtp-sink writes as nobody
+        cmd = ["smtp-sink", "-u", "nobody", "-d", str(self.dir) + "/%M."]
+        if reject:
+            cmd += ["-f", reject]  # hard 5xx for these commands
+        cmd += [f"127.0.0.1:{port}", "10"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(lambda: self._listening(port), 10, what="smtp-sink listening")
+
+    @staticmethod
+    def _listening(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def messages(self):
+        return [p.read_bytes() for p in sorted(self.dir.rglob("*")) if p.is_file()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def out_mail(instance, dns_server):
+    if missing_programs() or not SMTP.exists():
+        pytest.skip("not built")
+    sinks = []
+
+    def make(zones, reject=None):
+        port = instance.new_port()
+        sink = Sink(instance.base, port, reject)
+        sinks.append(sink)
+        dns = dns_server(zones)
+        setup_mail(instance, dns_resolvers=dns.servers, smtp_tcp_port=port)
+        link = instance.daemon_dir / "smtp"
+        if not link.exists():
+            link.symlink_to(SMTP)
+        instance.services["smtp"] = service_line("smtp", "smtp", procs=1, program="smtp", type_="unix")
+        instance.write_config()
+        for alias, target in (("fwd", "someone@remote.test"), ("nomail", "someone@nullmx.test"),
+                              ("backup", "someone@backup.test"), ("gone", "someone@nxdomain.test")):
+            add_alias(instance, f"{alias}@example.test", target)
+        start_mail(instance)
+        instance.wait_service("smtp")
+        return instance, sink
+    yield make
+    for s in sinks:
+        s.stop()
+
+
+ZONES = {
+    "remote.test": ["@ MX 10 mx", "mx A 127.0.0.1"],
+    "backup.test": ["@ MX 10 down", "down A 127.0.0.2", "@ MX 20 mx.remote.test."],
+    "nullmx.test": ["@ MX 0 ."],
+}
+
+
+def test_delivered_to_the_mx(out_mail):
+    inst, sink = out_mail(ZONES)
+    qid = send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+    wait_until(lambda: sink.messages(), 20, what="the message at the remote MX")
+    (data,) = sink.messages()
+    assert b"Subject: out" in data and b"\r\n.. a dot line\r\n" not in data  # un-stuffed on arrival
+    assert b"\n. a dot line" in data.replace(b"\r\n", b"\n")
+    assert re.search(rb"Received: from client\.example\.net .*by mx\.example\.test \(Yubin\)", data, re.S)
+    inst.wait_for_log(rf"smtp\[\d+\]: {qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, "
+                      rf"delay=[\d.]+, dsn=2\.0\.0, status=sent \(250 ", 20)
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: removed", 20)
+
+
+def test_best_mx_down_then_the_next(out_mail):
+    inst, sink = out_mail(ZONES)
+    qid = send_message(inst, "backup@example.test", BODY, sender="alice@example.test")
+    wait_until(lambda: sink.messages(), 40, what="the message at the backup MX")
+    inst.wait_for_log(rf"{qid}: to=<someone@backup\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, .*status=sent", 20)
+
+
+@pytest.mark.parametrize("alias,dsn", [("nomail", "5.1.10"), ("gone", "5.1.2")])
+def test_undeliverable_domain_bounces_once(out_mail, alias, dsn):
+    inst, sink = out_mail(ZONES)
+    qid = send_message(inst, f"{alias}@example.test", BODY, sender="alice@example.test")
+    inst.wait_for_log(rf"{qid}: to=<someone@\S+>, relay=none, .*dsn={re.escape(dsn)}, status=bounced", 20)
+    bounces = wait_messages(inst, "alice", 1, timeout=20)
+    time.sleep(1)
+    assert len(messages(inst, "alice")) == 1
+    text = bounces[0].decode(errors="replace")
+    assert "multipart/report" in text and f"Status: {dsn}" in text
+    assert sink.messages() == []
+
+
+def test_remote_5xx_bounces_with_the_remote_reply(out_mail):
+    inst, sink = out_mail(ZONES, reject="rcpt")
+    qid = send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+    inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, "
+                      rf".*status=bounced \(5\d\d ", 20)
+    (bounce,) = wait_messages(inst, "alice", 1, timeout=20)
+    text = bounce.decode(errors="replace")
+    assert "Diagnostic-Code: smtp; 5" in text, text
+    time.sleep(1)
+    assert len(messages(inst, "alice")) == 1
+
+
+def test_smtp_runs_unprivileged_in_the_jail(out_mail):
+    import os
+    inst, _ = out_mail(ZONES)
+    (pid,) = inst.worker_pids("smtp")
+    st = harness.proc_status(pid)
+    uid = int(subprocess.run(["id", "-u", harness.TEST_USER], capture_output=True, text=True).stdout)
+    assert [int(x) for x in st["Uid"].split()] == [uid] * 4
+    assert int(st["CapEff"], 16) == 0 and st["NoNewPrivs"] == "1"
+    assert os.readlink(f"/proc/{pid}/root") == str(inst.queue_dir)
