@@ -29,15 +29,22 @@ BODY = b"Subject: out\r\nMessage-Id: <out.1@example.test>\r\n\r\nto the world\r\
 class Sink:
     """smtp-sink on 127.0.0.1:port, dumping each message into a directory."""
 
-    def __init__(self, base, port, reject=None):
+    def __init__(self, base, port, reject=None, soft=None):
         self.dir = base / f"sink-{port}"
-        self.dir.mkdir()
+        self.dir.mkdir(exist_ok=True)
         self.dir.chmod(0o777)  # smtp-sink writes as nobody
+        self.port = port
+        self.start(reject, soft)
+
+    def start(self, reject=None, soft=None):
         cmd = ["smtp-sink", "-u", "nobody", "-d", str(self.dir) + "/%M."]
         if reject:
             cmd += ["-f", reject]  # hard 5xx for these commands
-        cmd += [f"127.0.0.1:{port}", "10"]
+        if soft:
+            cmd += ["-r", soft]  # soft 4xx
+        cmd += [f"127.0.0.1:{self.port}", "10"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        port = self.port
         wait_until(lambda: self._listening(port), 10, what="smtp-sink listening")
 
     @staticmethod
@@ -62,12 +69,13 @@ def out_mail(instance, dns_server):
         pytest.skip("not built")
     sinks = []
 
-    def make(zones, reject=None):
+    def make(zones, reject=None, soft=None, relay=False):
         port = instance.new_port()
-        sink = Sink(instance.base, port, reject)
+        sink = Sink(instance.base, port, reject, soft)
         sinks.append(sink)
         dns = dns_server(zones)
-        setup_mail(instance, dns_resolvers=dns.servers, smtp_tcp_port=port)
+        params = {"relayhost": f"[127.0.0.1]:{port}"} if relay else {"smtp_tcp_port": port}
+        setup_mail(instance, dns_resolvers=dns.servers, **params)
         link = instance.daemon_dir / "smtp"
         if not link.exists():
             link.symlink_to(SMTP)
@@ -145,3 +153,30 @@ def test_smtp_runs_unprivileged_in_the_jail(out_mail):
     assert [int(x) for x in st["Uid"].split()] == [uid] * 4
     assert int(st["CapEff"], 16) == 0 and st["NoNewPrivs"] == "1"
     assert os.readlink(f"/proc/{pid}/root") == str(inst.queue_dir)
+
+
+def test_remote_4xx_then_success_on_retry(out_mail):
+    inst, sink = out_mail(ZONES, soft="rcpt")
+    qid = send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+    inst.wait_for_log(rf"smtp\[\d+\]: {qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, "
+                      rf".*status=deferred \(4\d\d ", 20)
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: to=<someone@remote\.test>, status=deferred", 20)
+    assert sink.messages() == []
+    # the remote end recovers; the operator retries now instead of in 5 minutes
+    sink.stop()
+    sink.start()
+    r = inst.mailctl("queue", "flush")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_until(lambda: sink.messages(), 20, what="the message at the recovered MX")
+    inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, .*status=sent", 20)
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: removed", 20)
+    assert messages(inst, "alice") == []  # no bounce
+
+
+def test_relayhost_takes_everything(out_mail):
+    # nxdomain.test has no DNS at all: through the relay host it still goes
+    inst, sink = out_mail(ZONES, relay=True)
+    qid = send_message(inst, "gone@example.test", BODY, sender="alice@example.test")
+    wait_until(lambda: sink.messages(), 20, what="the message at the relay host")
+    inst.wait_for_log(rf"{qid}: to=<someone@nxdomain\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, "
+                      rf".*status=sent", 20)
