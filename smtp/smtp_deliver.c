@@ -287,8 +287,12 @@ static void cl_close(void *ctx, const struct smtp_client_result *why)
 {
 	struct delivery *dl = ctx;
 
-	if (why != NULL)
-		note_failure(dl, why->enhanced, why->text);
+	if (why != NULL) {
+		char text[TEXT_MAX + 16];
+
+		snprintf(text, sizeof text, "%d %s %s", why->code, why->enhanced, why->text);
+		note_failure(dl, why->enhanced, why->remote ? text : why->text);
+	}
 	/* Let the last command (QUIT) leave before the socket goes. */
 	dl->closing = true;
 	if (dl->bev == NULL || evbuffer_get_length(bufferevent_get_output(dl->bev)) == 0)
@@ -439,7 +443,8 @@ static void try_next(struct delivery *dl)
 		port = dl->d->relay_port;
 	if (dl->next >= dl->ntargets) {
 		settle_open(dl, R_DEFERRED, dl->last_dsn != NULL ? dl->last_dsn : "4.4.1",
-			    dl->last_text != NULL ? dl->last_text : "no host to deliver to", "none");
+			    dl->last_text != NULL ? dl->last_text : "no host to deliver to",
+			    dl->relay[0] != '\0' ? dl->relay : "none");
 		finish(dl);
 		return;
 	}

@@ -69,12 +69,19 @@ def out_mail(instance, dns_server):
         pytest.skip("not built")
     sinks = []
 
-    def make(zones, reject=None, soft=None, relay=False):
+    def make(zones, reject=None, soft=None, relay=False, relay_port=None, relay_login=None):
         port = instance.new_port()
         sink = Sink(instance.base, port, reject, soft)
         sinks.append(sink)
         dns = dns_server(zones)
-        params = {"relayhost": f"[127.0.0.1]:{port}"} if relay else {"smtp_tcp_port": port}
+        params = {"smtp_tcp_port": port}
+        if relay:
+            params = {"relayhost": f"[127.0.0.1]:{relay_port or port}"}
+        if relay_login:
+            pw = instance.base / "relay-passwords"
+            pw.write_text("# host user password\n127.0.0.1 %s %s\n" % relay_login)
+            pw.chmod(0o600)
+            params["relayhost_password_file"] = str(pw)
         setup_mail(instance, dns_resolvers=dns.servers, **params)
         link = instance.daemon_dir / "smtp"
         if not link.exists():
@@ -180,3 +187,55 @@ def test_relayhost_takes_everything(out_mail):
     wait_until(lambda: sink.messages(), 20, what="the message at the relay host")
     inst.wait_for_log(rf"{qid}: to=<someone@nxdomain\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, "
                       rf".*status=sent", 20)
+
+
+@pytest.mark.parametrize("password", ["relay-secret", "wrong-secret"])
+def test_relayhost_with_auth(out_mail, instance, password):
+    """A provider's submission server (aiosmtpd: STARTTLS, then AUTH
+    required) as the relay host: Yubin logs in with the password file's
+    login, over TLS."""
+    aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.smtp import AuthResult
+    import ssl
+    from tlsfix import CA
+
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            login = getattr(session.auth_data, "login", None)
+            got.append((session.authenticated, login, envelope.rcpt_tos, envelope.content))
+            return "250 2.0.0 Ok: relayed"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"yubin@provider.test" and auth_data.password == b"relay-secret"
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    ca = CA(instance.base / "relay-tls")
+    cert, key = ca.issue("relay.provider.test")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    port = instance.new_port()
+    ctl = aiosmtpd_controller.Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=ctx,
+                                         require_starttls=True, authenticator=authenticator, auth_required=True,
+                                         auth_require_tls=True)
+    ctl.start()
+    try:
+        inst, _ = out_mail(ZONES, relay=True, relay_port=port, relay_login=("yubin@provider.test", password))
+        qid = send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+        if password != "relay-secret":
+            # refused login: deferred with the relay's reply, kept for later
+            inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, "
+                              rf".*dsn=4\.7\.8, status=deferred \(535 ", 20)
+            assert got == [] and password not in inst.log()
+            return
+        wait_until(lambda: got, 20, what="the message at the relay host")
+        authenticated, login, rcpts, content = got[0]
+        assert authenticated and login == b"yubin@provider.test"
+        assert rcpts == ["someone@remote.test"]
+        assert b"Subject: out" in content
+        inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, "
+                          rf".*status=sent \(250 2\.0\.0 Ok: relayed\)", 20)
+        assert "relay-secret" not in inst.log()
+    finally:
+        ctl.stop()
