@@ -14,6 +14,7 @@ struct ipc_peer;
 struct ipc_server;
 struct service_ctx;
 struct tls_client;
+struct delivery;
 
 #define SMTP_DELIVER_PROTOCOL "smtp-deliver"
 #define SMTP_REQUEST_MAX (1024 * 1024)
@@ -31,6 +32,19 @@ struct smtp_daemon {
 	char *relay_user;   /* SASL login there, from relayhost_password_file */
 	char *relay_password;
 	int active;         /* deliveries in progress */
+	struct smtp_dest *dests; /* destinations with deliveries running or waiting */
+};
+
+/* A destination (the recipients' domain, or the relay host): at most
+ * smtp_destination_concurrency_limit deliveries at once; with
+ * smtp_destination_rate_delay, one at a time with that pause between. */
+struct smtp_dest {
+	char *name;
+	int running;
+	struct delivery *waiting, **waiting_tail; /* FIFO */
+	struct event *delay_ev;   /* the rate delay's timer */
+	long long last_start_ms;  /* CLOCK_MONOTONIC */
+	struct smtp_dest *next;
 };
 
 /* smtp_deliver.c */

@@ -85,9 +85,12 @@ struct delivery {
 	size_t *batch;          /* rcpts[] indices of the message given */
 	size_t nbatch;
 	struct timespec arrival;
+	struct smtp_dest *dest;
+	struct delivery *next_waiting;
 };
 
 static void try_next(struct delivery *dl);
+static void dest_done(struct smtp_daemon *d, struct smtp_dest *dest);
 
 /* ---- the end ---------------------------------------------------------- */
 
@@ -170,7 +173,13 @@ static void finish(struct delivery *dl)
 		close(dl->fd);
 	pool_destroy(&dl->pool);
 	dl->d->active--;
-	free(dl);
+	{
+		struct smtp_daemon *d = dl->d;
+		struct smtp_dest *dest = dl->dest;
+
+		free(dl);
+		dest_done(d, dest);
+	}
 }
 
 /* settle_open - every recipient still open gets this verdict. */
@@ -503,6 +512,121 @@ static void on_route(const struct dns_mx_result *res, void *arg)
 	try_next(dl);
 }
 
+/* ---- destinations: concurrency and rate ------------------------------- */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* route - the delivery starts: where does its mail go? */
+static void route(struct delivery *dl)
+{
+	struct smtp_daemon *d = dl->d;
+
+	dl->dest->running++;
+	dl->dest->last_start_ms = now_ms();
+	if (d->relay_host != NULL && !d->relay_mx)
+		dl->dnsq = dns_route_host(d->dns, d->relay_host, on_route, dl);
+	else
+		dl->dnsq = dns_route_mx(d->dns, d->relay_host != NULL ? d->relay_host : dl->nexthop,
+					d->params->myhostname, on_route, dl);
+}
+
+static void dest_pump(struct smtp_daemon *d, struct smtp_dest *dest);
+static void dest_sweep(struct smtp_daemon *d);
+
+static void on_rate_delay(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_dest *dest = arg;
+	struct smtp_daemon *d = dest->waiting != NULL ? dest->waiting->d : NULL;
+
+	(void)fd;
+	(void)what;
+	if (d != NULL)
+		dest_pump(d, dest);
+}
+
+/* dest_pump - start what the destination's limits allow now. */
+static void dest_pump(struct smtp_daemon *d, struct smtp_dest *dest)
+{
+	long long delay_ms = d->params->smtp_destination_rate_delay * 1000;
+	long long limit = delay_ms > 0 ? 1 : d->params->smtp_destination_concurrency_limit;
+
+	while (dest->waiting != NULL && dest->running < limit) {
+		struct delivery *dl = dest->waiting;
+		long long wait = dest->last_start_ms + delay_ms - now_ms();
+
+		if (delay_ms > 0 && dest->last_start_ms > 0 && wait > 0) {
+			struct timeval tv = { wait / 1000, (wait % 1000) * 1000 };
+
+			if (dest->delay_ev == NULL)
+				dest->delay_ev = evtimer_new(d->svc->base, on_rate_delay, dest);
+			evtimer_add(dest->delay_ev, &tv);
+			return;
+		}
+		dest->waiting = dl->next_waiting;
+		if (dest->waiting == NULL)
+			dest->waiting_tail = &dest->waiting;
+		route(dl);
+	}
+}
+
+/* dest_enter - queue a delivery at its destination (created on demand). */
+static void dest_enter(struct smtp_daemon *d, struct delivery *dl)
+{
+	const char *name = d->relay_host != NULL ? d->relay_host : dl->nexthop;
+	struct smtp_dest *dest;
+
+	dest_sweep(d);
+	for (dest = d->dests; dest != NULL; dest = dest->next)
+		if (strcasecmp(dest->name, name) == 0)
+			break;
+	if (dest == NULL) {
+		dest = xnew(struct smtp_dest);
+		dest->name = xstrdup(name);
+		dest->waiting_tail = &dest->waiting;
+		dest->next = d->dests;
+		d->dests = dest;
+	}
+	dl->dest = dest;
+	*dest->waiting_tail = dl;
+	dest->waiting_tail = &dl->next_waiting;
+	dest_pump(d, dest);
+}
+
+/* dest_sweep - forget destinations with nothing running or waiting and
+ * no rate delay left to keep. */
+static void dest_sweep(struct smtp_daemon *d)
+{
+	long long delay_ms = d->params->smtp_destination_rate_delay * 1000, now = now_ms();
+
+	for (struct smtp_dest **pp = &d->dests; *pp != NULL;) {
+		struct smtp_dest *dest = *pp;
+
+		if (dest->running > 0 || dest->waiting != NULL || now - dest->last_start_ms < delay_ms) {
+			pp = &dest->next;
+			continue;
+		}
+		*pp = dest->next;
+		if (dest->delay_ev != NULL)
+			event_free(dest->delay_ev);
+		free(dest->name);
+		free(dest);
+	}
+}
+
+/* dest_done - a delivery ended: the next may start. */
+static void dest_done(struct smtp_daemon *d, struct smtp_dest *dest)
+{
+	dest->running--;
+	dest_pump(d, dest);
+	dest_sweep(d);
+}
+
 /* ---- the request -------------------------------------------------------- */
 
 static void reply_error(struct ipc_peer *peer, int64_t req, const char *reason)
@@ -623,9 +747,5 @@ void smtp_deliver_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 	ipc_peer_ref(peer);
 	dl->peer = peer;
 	d->active++;
-	if (d->relay_host != NULL && !d->relay_mx)
-		dl->dnsq = dns_route_host(d->dns, d->relay_host, on_route, dl);
-	else
-		dl->dnsq = dns_route_mx(d->dns, d->relay_host != NULL ? d->relay_host : dl->nexthop,
-					d->params->myhostname, on_route, dl);
+	dest_enter(d, dl);
 }

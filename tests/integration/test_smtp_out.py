@@ -239,3 +239,24 @@ def test_relayhost_with_auth(out_mail, instance, password):
         assert "relay-secret" not in inst.log()
     finally:
         ctl.stop()
+
+
+def test_destination_rate_delay(out_mail):
+    """smtp_destination_rate_delay: one delivery at a time to a domain, the
+    pause between starts (a lower bound, so no flakiness from load)."""
+    import datetime
+    inst, sink = out_mail(ZONES)
+    inst.params["smtp_destination_rate_delay"] = "1s"
+    inst.write_config()
+    r = inst.mailctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    inst.wait_service("smtp")
+    time.sleep(1)
+    qids = [send_message(inst, "fwd@example.test", BODY, sender="alice@example.test") for _ in range(3)]
+    wait_until(lambda: len(sink.messages()) == 3, 30, what="three messages at the remote MX")
+    stamps = []
+    for qid in qids:
+        m = inst.wait_for_log(rf"(?m)^(\S+) \S*smtp\[\d+\]: {qid}: to=<someone@remote\.test>, .*status=sent", 20)
+        stamps.append(datetime.datetime.fromisoformat(m.group(1).rstrip("Z")))
+    stamps.sort()
+    assert all((b - a).total_seconds() >= 0.9 for a, b in zip(stamps, stamps[1:])), stamps
