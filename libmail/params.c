@@ -89,6 +89,8 @@ static const struct conf_key params_keys[] = {
 	  "file of \"host user password\" lines: SASL client login at the relay host (root-only, read at start)" },
 	{ "smtp_tls_policy_map", CONF_STRING, "", 0, 0, NULL, P(smtp_tls_policy_map),
 	  "file of \"domain policy\" lines, policy none|may|encrypt|verify (default for others: may)" },
+	{ "smtp_tls_ca_file", CONF_STRING, "", 0, 0, NULL, P(smtp_tls_ca_file),
+	  "CA certificates (PEM) for verified outbound TLS (empty: the system's bundle)" },
 	{ "smtp_tcp_port", CONF_INT, "25", 1, 65535, NULL, P(smtp_tcp_port),
 	  "the port outbound delivery connects to on MX hosts" },
 	{ "smtp_connect_timeout", CONF_DURATION, "30s", 1, 3600, NULL, P(smtp_connect_timeout),

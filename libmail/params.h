@@ -58,6 +58,7 @@ struct yb_params {
 	char *relayhost;
 	char *relayhost_password_file;
 	char *smtp_tls_policy_map;
+	char *smtp_tls_ca_file;
 	long long smtp_tcp_port;
 	long long smtp_connect_timeout;
 	long long smtp_command_timeout;

@@ -134,6 +134,57 @@ static int read_resolv_conf(char **error_r)
 	return 0;
 }
 
+/* load_tls_policies - smtp_tls_policy_map: "domain policy" lines, policy
+ * none, may, encrypt or verify; '#' comments. */
+static int load_tls_policies(char **error_r)
+{
+	static const char *const names[] = { [SMTP_TLS_NONE] = "none", [SMTP_TLS_MAY] = "may",
+					      [SMTP_TLS_ENCRYPT] = "encrypt", [SMTP_TLS_VERIFY] = "verify" };
+	const char *path = params.smtp_tls_policy_map;
+	FILE *f;
+	char line[512];
+	int lineno = 0;
+
+	if (path[0] == '\0')
+		return 0;
+	f = fopen(path, "r");
+	if (f == NULL) {
+		*error_r = xasprintf("smtp_tls_policy_map %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof line, f) != NULL) {
+		char domain[256], level[32], extra[2];
+		int n, found = -1;
+
+		lineno++;
+		if (line[0] == '#' || strspn(line, " \t\r\n") == strlen(line))
+			continue;
+		n = sscanf(line, "%255s %31s %1s", domain, level, extra);
+		for (int i = 0; n == 2 && i < 4; i++)
+			if (strcasecmp(level, names[i]) == 0)
+				found = i;
+		if (found < 0) {
+			*error_r = xasprintf("%s:%d: expected \"domain none|may|encrypt|verify\"", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		smtp.policies = xreallocarray(smtp.policies, smtp.npolicies + 1, sizeof *smtp.policies);
+		smtp.policies[smtp.npolicies].domain = xstrdup(domain);
+		smtp.policies[smtp.npolicies].level = (enum smtp_tls_level)found;
+		smtp.npolicies++;
+	}
+	fclose(f);
+	return 0;
+}
+
+enum smtp_tls_level smtp_tls_level_for(const struct smtp_daemon *d, const char *destination)
+{
+	for (size_t i = 0; i < d->npolicies; i++)
+		if (strcasecmp(d->policies[i].domain, destination) == 0)
+			return d->policies[i].level;
+	return SMTP_TLS_MAY;
+}
+
 static int smtp_pre_jail(struct service_ctx *ctx, char **error_r)
 {
 	(void)ctx;
@@ -145,7 +196,9 @@ static int smtp_pre_jail(struct service_ctx *ctx, char **error_r)
 		return -1;
 	if (load_relay_password(error_r) < 0)
 		return -1;
-	smtp.tls = tls_client_new(NULL, error_r);
+	if (load_tls_policies(error_r) < 0)
+		return -1;
+	smtp.tls = tls_client_new(params.smtp_tls_ca_file, error_r);
 	if (smtp.tls == NULL)
 		return -1;
 	if (chdir(params.queue_directory) < 0) {
@@ -199,6 +252,9 @@ int main(int argc, char **argv)
 	ipc_server_free(&smtp.server);
 	dns_resolver_free(&smtp.dns);
 	tls_client_free(&smtp.tls);
+	for (size_t i = 0; i < smtp.npolicies; i++)
+		free(smtp.policies[i].domain);
+	free(smtp.policies);
 	free(servers);
 	free(smtp.relay_host);
 	free(smtp.relay_user);

@@ -31,6 +31,8 @@ struct smtp_daemon {
 	bool relay_mx;      /* look up the relay host's MX */
 	char *relay_user;   /* SASL login there, from relayhost_password_file */
 	char *relay_password;
+	struct smtp_tls_policy *policies; /* smtp_tls_policy_map, sorted by domain */
+	size_t npolicies;
 	int active;         /* deliveries in progress */
 	struct smtp_dest *dests; /* destinations with deliveries running or waiting */
 };
@@ -46,6 +48,17 @@ struct smtp_dest {
 	long long last_start_ms;  /* CLOCK_MONOTONIC */
 	struct smtp_dest *next;
 };
+
+/* TLS for one destination (smtp_tls_policy_map). */
+enum smtp_tls_level { SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT, SMTP_TLS_VERIFY };
+struct smtp_tls_policy {
+	char *domain;
+	enum smtp_tls_level level;
+};
+
+/* smtp.c */
+/* smtp_tls_level_for - the policy for a destination (default: may). */
+enum smtp_tls_level smtp_tls_level_for(const struct smtp_daemon *d, const char *destination);
 
 /* smtp_deliver.c */
 void smtp_deliver_request(struct ipc_peer *peer, int64_t req, const struct ipc_msg *msg, void *ctx);

@@ -318,7 +318,10 @@ static void cl_want_tls(void *ctx)
 	struct evbuffer *in = bufferevent_get_input(dl->bev);
 
 	evbuffer_drain(in, evbuffer_get_length(in));
-	dl->bev = tls_connect_filter(dl->d->tls, dl->d->svc->base, dl->bev, dl->cur->host, false);
+	/* verify: the chain must lead to a trusted CA and the certificate name
+	 * the MX host (RFC 7672 without DANE: the names DNS gave us). */
+	dl->bev = tls_connect_filter(dl->d->tls, dl->d->svc->base, dl->bev, dl->cur->host,
+				     smtp_tls_level_for(dl->d, dl->dest->name) == SMTP_TLS_VERIFY);
 	dl->tls_pending = true;
 	bufferevent_setcb(dl->bev, on_read, on_drained, on_event, dl);
 	bufferevent_enable(dl->bev, EV_READ | EV_WRITE);
@@ -345,9 +348,12 @@ static const struct smtp_client_callbacks client_callbacks = {
 static void start_session(struct delivery *dl)
 {
 	struct smtp_daemon *d = dl->d;
+	enum smtp_tls_level level = smtp_tls_level_for(d, dl->dest->name);
 	struct smtp_client_config config = {
 		.helo_name = d->params->myhostname,
-		.tls = SMTP_CLIENT_TLS_MAY,
+		.tls = level == SMTP_TLS_NONE ? SMTP_CLIENT_TLS_NONE :
+		       level == SMTP_TLS_MAY  ? SMTP_CLIENT_TLS_MAY :
+						SMTP_CLIENT_TLS_ENCRYPT,
 		.auth_user = d->relay_host != NULL ? d->relay_user : NULL,
 		.auth_password = d->relay_host != NULL ? d->relay_password : NULL,
 	};
@@ -409,7 +415,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (dl->tls_pending) {
+			struct tls_info info;
+
 			dl->tls_pending = false;
+			if (tls_get_info(bev, &info) == 0)
+				log_info("%s: %s TLS connection established to %s: %s with cipher %s (%d/%d bits)", dl->id,
+					 tls_peer_verified(bev) ? "Trusted" : "Untrusted", dl->relay, info.version,
+					 info.cipher, info.bits, info.bits);
 			smtp_client_tls_done(dl->client, true);
 		} else {
 			start_session(dl);

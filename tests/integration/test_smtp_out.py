@@ -69,12 +69,12 @@ def out_mail(instance, dns_server):
         pytest.skip("not built")
     sinks = []
 
-    def make(zones, reject=None, soft=None, relay=False, relay_port=None, relay_login=None):
+    def make(zones, reject=None, soft=None, relay=False, relay_port=None, relay_login=None, mx_port=None, **extra):
         port = instance.new_port()
         sink = Sink(instance.base, port, reject, soft)
         sinks.append(sink)
         dns = dns_server(zones)
-        params = {"smtp_tcp_port": port}
+        params = {"smtp_tcp_port": mx_port or port, **extra}
         if relay:
             params = {"relayhost": f"[127.0.0.1]:{relay_port or port}"}
         if relay_login:
@@ -260,3 +260,54 @@ def test_destination_rate_delay(out_mail):
         stamps.append(datetime.datetime.fromisoformat(m.group(1).rstrip("Z")))
     stamps.sort()
     assert all((b - a).total_seconds() >= 0.9 for a, b in zip(stamps, stamps[1:])), stamps
+
+
+
+def tls_mx(instance, name, cert_for, starttls=True):
+    """An MX with STARTTLS (aiosmtpd) whose certificate, from a CA the test
+    makes, names cert_for. Returns (controller, port, received, ca)."""
+    aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+    import ssl
+    from tlsfix import CA
+
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append(envelope.content)
+            return "250 2.0.0 Ok: got it"
+
+    ca = CA(instance.base / f"tls-{name}")
+    cert, key = ca.issue(cert_for)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    port = instance.new_port()
+    ctl = aiosmtpd_controller.Controller(Handler(), hostname="127.0.0.1", port=port,
+                                         tls_context=ctx if starttls else None)
+    ctl.start()
+    return ctl, port, got, ca
+
+
+@pytest.mark.parametrize("policy,cert_for,starttls,outcome", [
+    ("verify", "mx.remote.test", True, "sent"),          # the right name, a CA we trust
+    ("verify", "someone.else.test", True, "deferred"),   # the wrong name: no delivery
+    ("encrypt", "mx.remote.test", False, "deferred"),    # no STARTTLS offered: no delivery
+    ("may", "someone.else.test", False, "sent"),         # opportunistic: plaintext is fine
+])
+def test_tls_policy(out_mail, instance, policy, cert_for, starttls, outcome):
+    ctl, port, got, ca = tls_mx(instance, policy, cert_for, starttls)
+    try:
+        policies = instance.base / "tls-policy"
+        policies.write_text(f"# destination policy\nremote.test {policy}\n")
+        inst, _ = out_mail(ZONES, mx_port=port, smtp_tls_policy_map=str(policies), smtp_tls_ca_file=str(ca.cert))
+        qid = send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+        line = inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:{port}, "
+                                 rf".*status=(sent|deferred) \((.*)\)", 20)
+        assert line.group(1) == outcome, line.group(0)
+        assert bool(got) == (outcome == "sent")
+        if policy == "verify" and outcome == "sent":
+            inst.wait_for_log(rf"{qid}: Trusted TLS connection established to mx\.remote\.test", 5)
+        if outcome == "deferred":
+            assert re.search(r"4\.7\.[45]", line.group(2)) or "4.7." in line.group(0), line.group(0)
+    finally:
+        ctl.stop()
