@@ -87,7 +87,27 @@ struct delivery {
 	struct timespec arrival;
 	struct smtp_dest *dest;
 	struct delivery *next_waiting;
+	int busy;               /* our callbacks on the stack: free when they return */
+	bool finished;
 };
+
+static void delivery_free(struct delivery *dl);
+
+/* hold / release - keep dl while a callback that drives the engine runs:
+ * the engine may end the delivery from inside (finish). */
+static void hold(struct delivery *dl)
+{
+	dl->busy++;
+}
+
+static bool release(struct delivery *dl)
+{
+	if (--dl->busy == 0 && dl->finished) {
+		delivery_free(dl);
+		return false;
+	}
+	return !dl->finished;
+}
 
 static void try_next(struct delivery *dl);
 static void dest_done(struct smtp_daemon *d, struct smtp_dest *dest);
@@ -160,6 +180,13 @@ static void finish(struct delivery *dl)
 	ipc_peer_send(dl->peer, &out);
 	buf_free(&out);
 	ipc_peer_unref(&dl->peer);
+	dl->finished = true;
+	if (dl->busy == 0)
+		delivery_free(dl);
+}
+
+static void delivery_free(struct delivery *dl)
+{
 	dns_cancel(dl->dnsq);
 	for (size_t i = 0; i < dl->nrcpt; i++)
 		free(dl->rcpts[i].text);
@@ -390,11 +417,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 	unsigned char chunk[16384];
 	size_t n;
 
-	while (dl->client != NULL && bev == dl->bev && (n = evbuffer_remove(in, chunk, sizeof chunk)) > 0) {
+	hold(dl);
+	while (!dl->finished && dl->client != NULL && bev == dl->bev && (n = evbuffer_remove(in, chunk, sizeof chunk)) > 0) {
 		smtp_client_input(dl->client, chunk, n);
-		if (dl->client != NULL && !smtp_client_closed(dl->client))
+		if (!dl->finished && dl->client != NULL && !smtp_client_closed(dl->client))
 			arm_timer(dl);
 	}
+	release(dl);
 }
 
 static void on_drained(struct bufferevent *bev, void *arg)
@@ -414,6 +443,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (bev != dl->bev)
 		return;
 	if (what & BEV_EVENT_CONNECTED) {
+		hold(dl);
 		if (dl->tls_pending) {
 			struct tls_info info;
 
@@ -426,7 +456,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		} else {
 			start_session(dl);
 		}
-		if (dl->client != NULL && !smtp_client_closed(dl->client))
+		if (release(dl) && dl->client != NULL && !smtp_client_closed(dl->client))
 			arm_timer(dl);
 		return;
 	}
@@ -494,11 +524,12 @@ static void try_next(struct delivery *dl)
 	bufferevent_enable(dl->bev, EV_READ | EV_WRITE);
 	arm_timer(dl);
 	if (bufferevent_socket_connect(dl->bev, (struct sockaddr *)&ss, (int)len) < 0) {
+		/* No socket at all (a refused connection comes to on_event). */
 		char text[512];
 
 		snprintf(text, sizeof text, "connect to %s: %s", dl->relay, strerror(errno));
 		note_failure(dl, "4.4.1", text);
-		/* bufferevent_socket_connect reports through on_event too; wait. */
+		session_over(dl);
 	}
 }
 

@@ -97,6 +97,10 @@ def out_mail(instance, dns_server):
     yield make
     for s in sinks:
         s.stop()
+    # smtp never crashed, and (in a sanitizer build) never misbehaved
+    log = instance.log()
+    assert "AddressSanitizer" not in log and "runtime error" not in log, log[-3000:]
+    assert not re.search(r"service smtp: worker \d+ (killed|exited)", log), log[-3000:]
 
 
 ZONES = {
