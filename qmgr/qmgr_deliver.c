@@ -368,10 +368,8 @@ static void expanded(struct attempt *a, const struct ipc_msg *reply, const char 
 		attempt_done(a);
 		break;
 	case AUTH_R_NOT_HOSTED:
-		a->outstanding++;
+		/* the attempt stays open until smtp answers */
 		keep_remote(a, a->act->env.rcpts[a->index].address);
-		if (--a->outstanding == 0)
-			attempt_done(a);
 		break;
 	case AUTH_R_LOOP:
 		record(a, QUEUE_RCPT_FAILED, "5.4.6", "alias loop");

@@ -488,10 +488,9 @@ static void try_next(struct delivery *dl)
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char addr[DNS_ADDR_STRLEN];
-	int port = dl->d->relay_host != NULL && !dl->d->relay_mx ? dl->d->relay_port : (int)dl->d->params->smtp_tcp_port;
+	/* the relay host's port, whether found by MX or not */
+	int port = dl->d->relay_host != NULL ? dl->d->relay_port : (int)dl->d->params->smtp_tcp_port;
 
-	if (dl->d->relay_host != NULL && dl->d->relay_mx)
-		port = dl->d->relay_port;
 	if (dl->next >= dl->ntargets) {
 		settle_open(dl, R_DEFERRED, dl->last_dsn != NULL ? dl->last_dsn : "4.4.1",
 			    dl->last_text != NULL ? dl->last_text : "no host to deliver to",

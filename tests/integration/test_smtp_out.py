@@ -315,3 +315,35 @@ def test_tls_policy(out_mail, instance, policy, cert_for, starttls, outcome):
             assert re.search(r"4\.7\.[45]", line.group(2)) or "4.7." in line.group(0), line.group(0)
     finally:
         ctl.stop()
+
+
+def test_bad_requests_are_refused(out_mail):
+    """smtp-deliver requests qmgr should never send: a clear error reply,
+    a log line, and the connection stays good."""
+    import os
+    import tempfile
+    import ipc
+
+    inst, sink = out_mail(ZONES)
+    c = ipc.Client(inst.queue_dir / "private" / "smtp", "smtp-deliver")
+    try:
+        r = c.request([("cmd", "frobnicate")])
+        assert (r.get("status"), r.get("reason")) == ("error", "unknown command")
+        r = c.request([("cmd", "deliver"), ("id", "0660E6511320EB0054000000"), ("sender", ""),
+                       ("nexthop", "remote.test"), ("rcpt", "a@remote.test"), ("orcpt", ""), ("notify", 0)])
+        assert (r.get("status"), r.get("reason")) == ("error", "no message descriptor passed")
+        with tempfile.TemporaryFile() as f:
+            f.write(b"Subject: x\r\n\r\nx\r\n")
+            f.flush()
+            fd = os.dup(f.fileno())
+            try:
+                # recipients without their aligned orcpt/notify, and no nexthop
+                r = c.request([("cmd", "deliver"), ("id", "0660E6511320EB0054000000"), ("sender", ""),
+                               ("rcpt", "a@remote.test")], fd=fd)
+            finally:
+                os.close(fd)
+        assert (r.get("status"), r.get("reason")) == ("error", "missing or misaligned fields")
+    finally:
+        c.close()
+    inst.wait_for_log(r"smtp\[\d+\]: warning: bad request: missing or misaligned fields", 5)
+    assert sink.messages() == []
