@@ -66,6 +66,8 @@ struct yb_params {
 	long long smtp_destination_concurrency_limit;
 	long long smtp_destination_rate_delay;
 	long long smtp_destination_recipient_limit;
+	long long smtp_connection_cache_time_limit;
+	long long smtp_connection_reuse_time_limit;
 	long long delay_warning_time;
 	/* queue */
 	long long minimal_backoff_time;

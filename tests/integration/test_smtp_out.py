@@ -56,7 +56,11 @@ class Sink:
             return False
 
     def messages(self):
-        return [p.read_bytes() for p in sorted(self.dir.rglob("*")) if p.is_file()]
+        # smtp-sink opens a transaction's file at MAIL FROM; one refused
+        # later, on a connection kept for reuse, leaves it empty until the
+        # connection ends. A message's file always has its X-Client-* lines.
+        files = [p.read_bytes() for p in sorted(self.dir.rglob("*")) if p.is_file()]
+        return [f for f in files if f]
 
     def stop(self):
         self.proc.terminate()
@@ -265,6 +269,131 @@ def test_destination_rate_delay(out_mail):
     stamps.sort()
     assert all((b - a).total_seconds() >= 0.9 for a, b in zip(stamps, stamps[1:])), stamps
 
+
+
+def established_to(port):
+    """How many TCP connections to 127.0.0.1:port are established."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+def test_connection_reused_for_the_next_message(out_mail):
+    """Messages to one domain in a row go down one connection
+    (conn_use=N in the log, as Postfix writes it); the connection says
+    QUIT once it has waited smtp_connection_cache_time_limit for more."""
+    inst, sink = out_mail(ZONES, smtp_connection_cache_time_limit="3s")
+    qids = []
+    for n in range(1, 5):
+        qids.append(send_message(inst, "fwd@example.test", BODY + b"number %d\r\n" % n, sender="alice@example.test"))
+        wait_until(lambda: len(sink.messages()) == n, 20, what=f"message {n} at the remote MX")
+    inst.wait_for_log(rf"{qids[0]}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, "
+                      rf"delay=[\d.]+, dsn=2\.0\.0, status=sent", 20)
+    for n, qid in enumerate(qids[1:], 2):
+        inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:\d+, "
+                          rf"conn_use={n}, delay=[\d.]+, dsn=2\.0\.0, status=sent", 20)
+    assert established_to(sink.port) == 1
+    bodies = sorted(sink.messages())
+    assert [b.count(b"Subject: out") for b in bodies] == [1] * 4
+    assert all(re.search(rb"number %d\r?\n" % n, b"".join(bodies)) for n in range(1, 5))
+    # idle for the time limit: QUIT, and nothing left open
+    wait_until(lambda: established_to(sink.port) == 0, 15, what="the idle connection closed")
+    assert "lost connection" not in inst.log()
+
+
+def test_no_reuse_when_the_cache_time_is_zero(out_mail):
+    inst, sink = out_mail(ZONES, smtp_connection_cache_time_limit="0")
+    for n in range(1, 3):
+        send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+        wait_until(lambda: len(sink.messages()) == n, 20, what=f"message {n} at the remote MX")
+    time.sleep(0.5)
+    assert "conn_use=" not in inst.log()
+    wait_until(lambda: established_to(sink.port) == 0, 10, what="no connection kept")
+
+
+class OneMessageMX:
+    """An MX that takes one message per connection, then drops the
+    connection without a word at the next MAIL FROM: the way a server
+    that timed out an idle client looks to that client."""
+
+    def __init__(self, port):
+        import threading
+        self.got = []
+        self.connections = 0
+        self.dropped = 0
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"220 mx.remote.test ESMTP\r\n")
+        mails = 0
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250-mx.remote.test\r\n250 PIPELINING\r\n")
+                elif verb == b"MAIL":
+                    mails += 1
+                    if mails > 1:
+                        self.dropped += 1
+                        return  # gone, as after a server-side idle timeout
+                    conn.sendall(b"250 2.1.0 Ok\r\n")
+                elif verb == b"RCPT":
+                    conn.sendall(b"250 2.1.5 Ok\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go on\r\n")
+                    data = b""
+                    while (line := f.readline()) not in (b".\r\n", b""):
+                        data += line
+                    self.got.append(data)
+                    conn.sendall(b"250 2.0.0 Ok: queued\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 2.0.0 Ok\r\n")
+        finally:
+            f.close()
+            conn.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_reused_connection_found_dead_takes_a_new_one(out_mail, instance):
+    """A kept connection the server has dropped meanwhile: the message is
+    not deferred, it goes through a new connection at once."""
+    port = instance.new_port()
+    mx = OneMessageMX(port)
+    try:
+        inst, _ = out_mail(ZONES, mx_port=port, smtp_connection_cache_time_limit="10s")
+        send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+        wait_until(lambda: len(mx.got) == 1, 20, what="the first message")
+        qid = send_message(inst, "fwd@example.test", BODY + b"second\r\n", sender="alice@example.test")
+        wait_until(lambda: len(mx.got) == 2, 20, what="the second message, through a new connection")
+        inst.wait_for_log(rf"{qid}: to=<someone@remote\.test>, relay=mx\.remote\.test\[127\.0\.0\.1\]:{port}, "
+                          rf"delay=[\d.]+, dsn=2\.0\.0, status=sent", 20)
+        assert (mx.connections, mx.dropped) == (2, 1)  # the kept one was tried, then a new one
+        assert b"second" in mx.got[1]
+        assert f"{qid}: to=<someone@remote.test>, relay=mx.remote.test[127.0.0.1]:{port}, conn_use" not in inst.log()
+        assert not re.search(rf"{qid}: .*status=deferred", inst.log())
+    finally:
+        mx.stop()
 
 
 def tls_mx(instance, name, cert_for, starttls=True):
