@@ -39,20 +39,39 @@ static void append_line_safe(struct buf *out, const char *text)
 		buf_append_byte(out, *p < 0x20 || *p == 0x7f ? ' ' : *p);
 }
 
-static bool any_failed(const struct dsn_report *r)
+static bool any_action(const struct dsn_report *r, const char *action)
 {
 	for (int i = 0; i < r->rcpt_count; i++)
-		if (strcmp(r->rcpts[i].action, "failed") == 0)
+		if (strcmp(r->rcpts[i].action, action) == 0)
 			return true;
 	return false;
+}
+
+/* The report's kind decides its subject and first sentence. */
+enum dsn_kind { DSN_FAILED, DSN_DELAYED, DSN_DELIVERED };
+
+static const struct {
+	const char *subject, *first_line;
+} dsn_kinds[] = {
+	[DSN_FAILED] = { "Undelivered Mail Returned to Sender",
+			 "Your message could not be delivered to one or more recipients." },
+	[DSN_DELAYED] = { "Delayed Mail (still being retried)",
+			  "Your message could not be delivered yet to the recipients below.\r\n"
+			  "Nothing needs doing: it is being retried, and you will hear again only\r\n"
+			  "if it cannot be delivered in the end." },
+	[DSN_DELIVERED] = { "Successful Mail Delivery Report", "Your message was delivered to the recipients below." },
+};
+
+static enum dsn_kind kind_of(const struct dsn_report *r)
+{
+	return any_action(r, "failed") ? DSN_FAILED : any_action(r, "delayed") ? DSN_DELAYED : DSN_DELIVERED;
 }
 
 /* summary - the human-readable first part. */
 static void summary(struct buf *out, const struct dsn_report *r)
 {
 	buf_printf(out, "This is the mail system at host %s.\r\n\r\n", r->reporting_mta);
-	buf_append_str(out, any_failed(r) ? "Your message could not be delivered to one or more recipients.\r\n"
-					  : "Your message was delivered to the recipients below.\r\n");
+	buf_printf(out, "%s\r\n", dsn_kinds[kind_of(r)].first_line);
 	buf_append_str(out, "The details are below; the headers of your message are attached.\r\n\r\n");
 	for (int i = 0; i < r->rcpt_count; i++) {
 		const struct dsn_rcpt *x = &r->rcpts[i];
@@ -60,6 +79,12 @@ static void summary(struct buf *out, const struct dsn_report *r)
 		buf_printf(out, "<%s>: ", x->final_rcpt);
 		append_line_safe(out, x->diagnostic);
 		buf_printf(out, " (%s)\r\n", x->status);
+		if (x->retry_until > 0) {
+			char until[64];
+
+			dsn_rfc5322_date(until, x->retry_until);
+			buf_printf(out, "    retried until %s\r\n", until);
+		}
 	}
 }
 
@@ -74,8 +99,7 @@ void dsn_build(struct buf *out, const struct dsn_report *r, const char *original
 	dsn_rfc5322_date(arrival, r->arrival);
 	buf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r->reporting_mta);
 	buf_printf(out, "To: <%s>\r\n", r->sender);
-	buf_append_str(out, any_failed(r) ? "Subject: Undelivered Mail Returned to Sender\r\n"
-					  : "Subject: Successful Mail Delivery Report\r\n");
+	buf_printf(out, "Subject: %s\r\n", dsn_kinds[kind_of(r)].subject);
 	buf_printf(out, "Date: %s\r\n", date);
 	buf_printf(out, "Message-ID: <%s@%s>\r\n", r->message_id, r->reporting_mta);
 	buf_append_str(out, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
@@ -107,6 +131,12 @@ void dsn_build(struct buf *out, const struct dsn_report *r, const char *original
 		buf_append_str(out, is_smtp_reply(x->diagnostic) ? "Diagnostic-Code: smtp; " : "Diagnostic-Code: X-Yubin; ");
 		append_line_safe(out, x->diagnostic);
 		buf_append_str(out, "\r\n");
+		if (x->retry_until > 0) {
+			char until[64];
+
+			dsn_rfc5322_date(until, x->retry_until);
+			buf_printf(out, "Will-Retry-Until: %s\r\n", until);
+		}
 	}
 
 	buf_printf(out, "\r\n--%s\r\nContent-Description: %s\r\nContent-Type: %s\r\n\r\n", r->boundary,

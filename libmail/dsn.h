@@ -1,6 +1,9 @@
 /* dsn.h - RFC 3464 delivery status notifications: the message qmgr sends
- * the sender when recipients fail (multipart/report with a human part,
- * message/delivery-status, and the original's headers or whole text). */
+ * the sender when recipients fail, are delivered with NOTIFY=SUCCESS, or
+ * are still undelivered after delay_warning_time (multipart/report with a
+ * human part, message/delivery-status, and the original's headers or
+ * whole text). One report is of one kind: failures (with any successes),
+ * successes only, or delays only. */
 #ifndef YB_DSN_H
 #define YB_DSN_H
 
@@ -14,6 +17,7 @@ struct dsn_rcpt {
 	const char *action;      /* "failed", "delayed", "delivered" */
 	const char *status;      /* enhanced status, "5.1.1" */
 	const char *diagnostic;  /* the reason, as the agent said it */
+	long long retry_until;   /* "delayed": the last retry (unix time), 0 = not said */
 };
 
 struct dsn_report {

@@ -2,10 +2,10 @@
  * envelopes, their records (encode, strict decode), argument checks, the
  * staging counters and the scans built on the backends' byte-level ops.
  *
- * Record layout (version 1; queue_store.md has the full description):
+ * Record layout (version 2; queue_store.md has the full description):
  *
  *   0   'Y' 'Q'          magic
- *   2   version          1
+ *   2   version          2 (1 is still read: it lacks "warned")
  *   3   flags            bit 0: belongs in the due index; others 0
  *   4   index key        8 bytes big-endian: next attempt (0 if not indexed)
  *   12  ipc frame        libutil/ipc.h: 4-byte length, then named fields
@@ -31,7 +31,8 @@
 
 #define RECORD_MAGIC0 'Y'
 #define RECORD_MAGIC1 'Q'
-#define RECORD_VERSION 1
+#define RECORD_VERSION 2       /* written */
+#define RECORD_VERSION_OLDEST 1 /* still read */
 #define RECORD_FLAG_INDEXED 0x01u
 #define RECORD_HEADER_LEN 12
 #define FRAME_HEADER_LEN 4
@@ -96,6 +97,7 @@ void queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope
 	dst->ret = xstrdup(str_or_empty(src->ret));
 	dst->client = xstrdup(str_or_empty(src->client));
 	dst->held = src->held;
+	dst->warned = src->warned;
 	dst->rcpts = xcalloc(src->rcpt_count, sizeof *dst->rcpts);
 	dst->rcpt_count = src->rcpt_count;
 	for (size_t i = 0; i < src->rcpt_count; i++) {
@@ -344,6 +346,7 @@ int queue_record_encode(const struct queue_envelope *e, struct buf *out, char **
 	ipc_put_str(&frame, "ret", str_or_empty(e->ret));
 	ipc_put_str(&frame, "client", str_or_empty(e->client));
 	ipc_put_int(&frame, "held", e->held ? 1 : 0);
+	ipc_put_int(&frame, "warned", e->warned ? 1 : 0);
 	ipc_put_int(&frame, "rcpt_count", (int64_t)e->rcpt_count);
 	ipc_put_bytes(&frame, "rcpts", rcpts.data != NULL ? rcpts.data : (const uint8_t *)"", rcpts.len);
 	ipc_end(&frame);
@@ -481,13 +484,14 @@ static int decode_rcpts(const uint8_t *p, size_t len, int64_t count, struct queu
 	return 0;
 }
 
-static int decode_fields(const uint8_t *payload, size_t len, struct queue_envelope *e, const char **error_r)
+static int decode_fields(const uint8_t *payload, size_t len, unsigned version, struct queue_envelope *e,
+			 const char **error_r)
 {
 	struct ipc_msg msg;
 	const char *id = NULL, *sender = NULL, *envid = NULL, *ret = NULL, *client = NULL;
 	const uint8_t *rcpts = NULL;
 	size_t rcpts_len = 0;
-	int64_t arrival = 0, size = 0, held = 0, rcpt_count = 0;
+	int64_t arrival = 0, size = 0, held = 0, warned = 0, rcpt_count = 0;
 	const struct ipc_spec spec[] = {
 		{ .name = "id", .type = IPC_STR, .required = true, .max_len = QUEUE_ID_LEN, .str_r = &id },
 		{ .name = "arrival", .type = IPC_INT, .required = true, .min = 0, .max = INT64_MAX,
@@ -503,12 +507,15 @@ static int decode_fields(const uint8_t *payload, size_t len, struct queue_envelo
 		{ .name = "rcpt_count", .type = IPC_INT, .required = true, .min = 0, .max = QUEUE_RCPT_MAX,
 		  .int_r = &rcpt_count },
 		{ .name = "rcpts", .type = IPC_BYTES, .required = true, .bytes_r = &rcpts, .len_r = &rcpts_len },
+		/* version 2 on (keep it last) */
+		{ .name = "warned", .type = IPC_INT, .required = true, .min = 0, .max = 1, .int_r = &warned },
 	};
+	size_t nspec = sizeof spec / sizeof spec[0] - (version < 2 ? 1 : 0);
 	int rc = -1;
 
 	if (ipc_decode(payload, len, &msg, error_r) < 0)
 		return -1;
-	if (ipc_scan(&msg, spec, sizeof spec / sizeof spec[0], IPC_STRICT, error_r) < 0)
+	if (ipc_scan(&msg, spec, nspec, IPC_STRICT, error_r) < 0)
 		goto out;
 	if (!queue_id_valid(id)) {
 		*error_r = "invalid queue ID";
@@ -526,6 +533,7 @@ static int decode_fields(const uint8_t *payload, size_t len, struct queue_envelo
 	e->ret = xstrdup(ret);
 	e->client = xstrdup(client);
 	e->held = held != 0;
+	e->warned = warned != 0;
 	rc = decode_rcpts(rcpts, rcpts_len, rcpt_count, e, error_r);
 out:
 	ipc_msg_free(&msg);
@@ -543,7 +551,7 @@ int queue_record_decode(const uint8_t *rec, size_t len, struct queue_envelope *e
 	memset(e_r, 0, sizeof *e_r);
 	if (len < RECORD_HEADER_LEN || rec[0] != RECORD_MAGIC0 || rec[1] != RECORD_MAGIC1)
 		return queue_store_error(error_r, "not a queue record");
-	if (rec[2] != RECORD_VERSION)
+	if (rec[2] < RECORD_VERSION_OLDEST || rec[2] > RECORD_VERSION)
 		return queue_store_error(error_r, "unsupported queue record version %u", rec[2]);
 	if (len > QUEUE_RECORD_MAX)
 		return queue_store_error(error_r, "queue record too large");
@@ -552,7 +560,7 @@ int queue_record_decode(const uint8_t *rec, size_t len, struct queue_envelope *e
 	if (frame_payload(rec + RECORD_HEADER_LEN, len - RECORD_HEADER_LEN, &payload, &payload_len, &frame_len) < 0 ||
 	    frame_len != len - RECORD_HEADER_LEN)
 		return queue_store_error(error_r, "queue record has a bad length");
-	if (decode_fields(payload, payload_len, e_r, &reason) < 0) {
+	if (decode_fields(payload, payload_len, rec[2], e_r, &reason) < 0) {
 		queue_envelope_free(e_r);
 		return queue_store_error(error_r, "corrupt queue record: %s", reason);
 	}

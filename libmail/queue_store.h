@@ -83,6 +83,7 @@ struct queue_envelope {
 	char *ret;         /* "FULL", "HDRS" or "" */
 	char *client;      /* client description for logs and DSNs */
 	bool held;
+	bool warned;       /* the sender has had the delay warning */
 	struct queue_rcpt *rcpts;
 	size_t rcpt_count;
 };

@@ -127,6 +127,11 @@ void qmgr_control_request(struct ipc_peer *peer, int64_t req, const struct ipc_m
 void qmgr_on_sweep(int fd, short what, void *arg);
 
 /* qmgr_bounce.c */
+/* qmgr_bounce - stage the DSN for a finished message (failures, and
+ * successes asked for), if it needs one. */
 int qmgr_bounce(struct qmgr *q, const struct queue_envelope *env, char **error_r);
+/* qmgr_delay_warning - stage the delay warning for a message still
+ * being retried, if any of its recipients wants one. */
+int qmgr_delay_warning(struct qmgr *q, const struct queue_envelope *env, char **error_r);
 
 #endif

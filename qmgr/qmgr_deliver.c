@@ -75,8 +75,28 @@ static bool all_final(const struct queue_envelope *env)
 	return true;
 }
 
+/* warn_if_late - once a message has waited delay_warning_time, its
+ * sender hears that it is still being retried (once per message). */
+static void warn_if_late(struct qmgr_active *act)
+{
+	const struct yb_params *p = act->q->params;
+	char *error = NULL;
+
+	if (p->delay_warning_time == 0 || act->env.warned ||
+	    (long long)time(NULL) - act->env.arrival < p->delay_warning_time)
+		return;
+	if (qmgr_delay_warning(act->q, &act->env, &error) < 0) {
+		/* tried again at the next attempt */
+		log_warn("%s: cannot create the delay warning: %s", act->env.id, error);
+		free(error);
+		return;
+	}
+	act->env.warned = true;
+}
+
 /* finish_message - every due recipient has an outcome: bounce and remove
- * the message when nothing is left to do, else store the new state. */
+ * the message when nothing is left to do, else store the new state (after
+ * the delay warning, if it is time for one). */
 static void finish_message(struct qmgr_active *act)
 {
 	struct qmgr *q = act->q;
@@ -108,9 +128,12 @@ static void finish_message(struct qmgr_active *act)
 			q->unlinks = u;
 			log_info("%s: removed", act->env.id);
 		}
-	} else if (queue_store_put(q->store, &act->env, &error) < 0) {
-		log_warn("%s: cannot store the delivery state: %s", act->env.id, error);
-		free(error);
+	} else {
+		warn_if_late(act);
+		if (queue_store_put(q->store, &act->env, &error) < 0) {
+			log_warn("%s: cannot store the delivery state: %s", act->env.id, error);
+			free(error);
+		}
 	}
 	/* Losing this to a crash costs a repeat delivery, which local
 	 * recognises; the content is recycled only after the flush. */

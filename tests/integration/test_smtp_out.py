@@ -188,6 +188,66 @@ def test_remote_4xx_then_success_on_retry(out_mail):
     assert messages(inst, "alice") == []  # no bounce
 
 
+def flush_until_attempted(inst, qid, n):
+    """mailctl queue flush until the n-th deferral of qid is logged."""
+    def attempted():
+        inst.mailctl("queue", "flush")
+        return len(re.findall(rf"qmgr\[\d+\]: {qid}: to=<someone@remote\.test>, status=deferred", inst.log())) >= n
+    wait_until(attempted, 30, what=f"deferral {n} of {qid}")
+
+
+def test_delay_warning_once_then_delivery(out_mail):
+    """delay_warning_time: the sender hears once that the message is still
+    being retried (an RFC 3464 report with Action: delayed and the remote
+    reply, headers only), then nothing more until it is delivered."""
+    inst, sink = out_mail(ZONES, soft="rcpt", delay_warning_time="1s")
+    qid = send_message(inst, "fwd@example.test", BODY, sender="alice@example.test")
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: to=<someone@remote\.test>, status=deferred", 20)
+    assert f"{qid}: sender delay notification" not in inst.log()  # younger than 1 s at its first try
+    time.sleep(1.2)
+    flush_until_attempted(inst, qid, 2)
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: sender delay notification: \w+", 20)
+    (warning,) = wait_messages(inst, "alice", 1, timeout=20)
+    text = warning.decode(errors="replace")
+    assert "Subject: Delayed Mail (still being retried)" in text, text
+    assert "Action: delayed" in text and re.search(r"Status: 4\.\d+\.\d+", text), text
+    assert "Diagnostic-Code: smtp; 450 " in text, text
+    assert "Will-Retry-Until: " in text and "Final-Recipient: rfc822; someone@remote.test" in text, text
+    assert "Original-Recipient: rfc822;fwd@example.test" in text, text
+    assert "Content-Type: text/rfc822-headers" in text and "to the world" not in text, text
+    # later deferrals: no second warning
+    flush_until_attempted(inst, qid, 3)
+    time.sleep(1)
+    assert len(messages(inst, "alice")) == 1
+    assert inst.log().count(f"{qid}: sender delay notification") == 1
+    # the remote end recovers: delivered, and no bounce either
+    sink.stop()
+    sink.start()
+    inst.mailctl("queue", "flush")
+    wait_until(lambda: sink.messages(), 20, what="the message at the recovered MX")
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: removed", 20)
+    assert len(messages(inst, "alice")) == 1
+
+
+def test_no_delay_warning_without_notify_delay(out_mail):
+    """NOTIFY=FAILURE (no DELAY): the sender asked for no delay warning."""
+    from mailfix import Smtp, queued_id
+    inst, _ = out_mail(ZONES, soft="rcpt", delay_warning_time="1s")
+    with Smtp(inst.smtp_port) as s:
+        s.ehlo("client.example.net")
+        assert s.cmd("MAIL FROM:<alice@example.test>").code == 250
+        assert s.cmd("RCPT TO:<fwd@example.test> NOTIFY=FAILURE").code == 250
+        assert s.cmd("DATA").code == 354
+        s.send(BODY + b".\r\n")
+        qid = queued_id(s.reply())
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: to=<someone@remote\.test>, status=deferred", 20)
+    time.sleep(1.2)
+    flush_until_attempted(inst, qid, 2)
+    time.sleep(1)
+    assert "sender delay notification" not in inst.log()
+    assert messages(inst, "alice") == []
+
+
 def test_relayhost_takes_everything(out_mail):
     # nxdomain.test has no DNS at all: through the relay host it still goes
     inst, sink = out_mail(ZONES, relay=True)

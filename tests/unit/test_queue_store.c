@@ -812,7 +812,7 @@ static void test_corrupt_records(void **state)
 	test_id(id3, 3);
 	raw_put(f->q, id3, rec.data, rec.len);
 	/* a record of a future version */
-	rec.data[2] = 2;
+	rec.data[2] = 3;
 	test_id(id4, 4);
 	raw_put(f->q, id4, rec.data, rec.len);
 	buf_free(&rec);
@@ -825,7 +825,7 @@ static void test_corrupt_records(void **state)
 	error = NULL;
 	assert_error(queue_store_get(f->q, id3, &got, &error), &error, "another ID");
 	error = NULL;
-	assert_error(queue_store_get(f->q, id4, &got, &error), &error, "version 2");
+	assert_error(queue_store_get(f->q, id4, &got, &error), &error, "version 3");
 	/* scans skip them (with a warning) and go on */
 	assert_foreach(f->q, 0, "1,6");
 	assert_due(f->q, 100, 10, "1,6");
@@ -1312,12 +1312,80 @@ static int run_backend(const struct backend *be, const struct table_entry *extra
 	return _cmocka_run_group_tests(be->name, tests, n, NULL, NULL);
 }
 
+
+/* record_as_version_1 - rec (a version 2 record) rewritten as version 1
+ * wrote it: the same fields without "warned". */
+static void record_as_version_1(const struct buf *rec, struct buf *out)
+{
+	struct ipc_msg msg;
+	const char *why = NULL;
+	struct buf frame = BUF_INIT;
+
+	assert_int_equal(ipc_decode(rec->data + 12 + 4, rec->len - 12 - 4, &msg, &why), 0);
+	ipc_begin(&frame);
+	for (size_t i = 0; i < msg.count; i++) {
+		const struct ipc_field *fl = &msg.fields[i];
+
+		if (strcmp(fl->name, "warned") == 0)
+			continue;
+		if (fl->type == IPC_INT)
+			ipc_put_int(&frame, fl->name, fl->num);
+		else if (fl->type == IPC_STR)
+			ipc_put_str(&frame, fl->name, (const char *)fl->data);
+		else
+			ipc_put_bytes(&frame, fl->name, fl->data, fl->len);
+	}
+	ipc_end(&frame);
+	ipc_msg_free(&msg);
+	buf_append(out, rec->data, 12);
+	out->data[2] = 1;
+	buf_append(out, frame.data, frame.len);
+	buf_free(&frame);
+}
+
+/* Version 1 records (before "warned") are still read, as not warned; a
+ * version 1 record that has the field is refused (strict per version). */
+static void test_record_version_1_still_read(void **state)
+{
+	struct queue_envelope e, got;
+	struct buf rec = BUF_INIT, v1 = BUF_INIT, again = BUF_INIT;
+	char *error = NULL;
+
+	(void)state;
+	make_env(&e, 7, 2, 100);
+	e.warned = true;
+	encode_ok(&e, &rec);
+	assert_int_equal(rec.data[2], 2);
+	assert_int_equal(queue_record_decode(rec.data, rec.len, &got, &error), 0);
+	assert_true(got.warned);
+	queue_envelope_free(&got);
+
+	record_as_version_1(&rec, &v1);
+	assert_int_equal(queue_record_decode(v1.data, v1.len, &got, &error), 0);
+	assert_false(got.warned);
+	assert_string_equal(got.sender, e.sender);
+	assert_int_equal(got.rcpt_count, 2);
+	/* written back, it is version 2 */
+	encode_ok(&got, &again);
+	assert_int_equal(again.data[2], 2);
+	queue_envelope_free(&got);
+
+	/* "warned" in a version 1 record: unknown there */
+	rec.data[2] = 1;
+	assert_error(queue_record_decode(rec.data, rec.len, &got, &error), &error, "corrupt queue record");
+	buf_free(&rec);
+	buf_free(&v1);
+	buf_free(&again);
+	queue_envelope_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest record_tests[] = {
 		cmocka_unit_test(test_record_mutations),
 		cmocka_unit_test(test_record_strict),
 		cmocka_unit_test(test_record_header),
+		cmocka_unit_test(test_record_version_1_still_read),
 		cmocka_unit_test(test_envelope_copy),
 	};
 	int failed = 0;
