@@ -84,7 +84,7 @@ struct dns_query {
 	struct dns_query *prev, *next;
 	dns_mx_fn *fn;
 	void *arg;
-	bool route_host;            /* dns_route_host: no MX, DSN 5.4.4 */
+	bool route_host;            /* dns_route_host: no MX, failures 4.4.4 */
 	bool implicit;              /* the domain is its own (implicit) MX */
 	enum stage stage;
 	char domain[DNS_NAME_MAX + 1];
@@ -636,7 +636,10 @@ static void finish_hosts(struct dns_query *q)
 		set_reason(q, first_temp->name, lk->rrtype, lk->outcome, lk->detail);
 	} else {
 		const struct lookup *lk = host_failure(&q->hosts[0]);
-		const char *dsn = q->implicit ? "5.1.2" : "5.4.4";
+		/* RFC 5321 5.1: the domain exists with MX hosts that have no
+		 * address (yet): a DNS mistake its owner can mend, so retry;
+		 * so for a relay host, which is our own configuration. */
+		const char *dsn = q->implicit ? "5.1.2" : "4.4.4";
 
 		if (q->implicit || q->route_host)
 			set_status(q, lk->outcome == OUT_NXDOMAIN ? DNS_NXDOMAIN : DNS_NO_HOSTS, dsn);
@@ -1021,7 +1024,7 @@ struct dns_query *dns_route_host(struct dns_resolver *r, const char *host, dns_m
 		return q;
 	}
 	if (dns_name_normalize(host, q->domain, &error) < 0) {
-		bad_name(q, host, "A", "5.4.4", host[0] == '[' ? "bad address literal" : error);
+		bad_name(q, host, "A", "4.4.4", host[0] == '[' ? "bad address literal" : error);
 		return q;
 	}
 	self.name = q->domain;

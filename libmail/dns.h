@@ -47,11 +47,14 @@ enum dns_status {
 	DNS_OK,        /* hosts[] in the order to try */
 	DNS_TEMP,      /* SERVFAIL, timeout, bogus, library error: defer (4.4.3) */
 	DNS_NXDOMAIN,  /* the domain does not exist, or the name is malformed
-			  (5.1.2; 5.4.4 from dns_route_host) */
+			  (5.1.2; 4.4.4 from dns_route_host: the relay host
+			  is our configuration, mail waits for it) */
 	DNS_NULL_MX,   /* RFC 7505: the domain accepts no mail (5.1.10) */
 	DNS_NO_HOSTS,  /* no host has an address, none failed temporarily:
 			  5.1.2 for an implicit MX (the domain exists but has
-			  neither MX nor A/AAAA), 5.4.4 when MX hosts exist */
+			  neither MX nor A/AAAA); 4.4.4 when MX hosts exist
+			  (RFC 5321 5.1: retry) and from dns_route_host;
+			  5.4.4 when every MX record is malformed */
 	DNS_LOOP,      /* every MX is us or worse than us (5.4.6) */
 };
 
@@ -72,8 +75,9 @@ struct dns_host {
 
 struct dns_mx_result {
 	enum dns_status status;
-	const char *dsn;             /* "2.0.0" for DNS_OK; "4.4.3", "5.1.2", "5.1.10",
-					"5.4.4" or "5.4.6" */
+	const char *dsn;             /* "2.0.0" for DNS_OK; "4.4.3", "4.4.4", "5.1.2",
+					"5.1.10", "5.4.4" or "5.4.6": its class
+					says defer (4) or bounce (5) */
 	char *reason;                /* one printable line for logs and DSNs */
 	struct dns_host *hosts;      /* DNS_OK: at least one has addresses (hosts
 					without any may be listed, for the log);

@@ -145,7 +145,7 @@ static void on_route(const struct dns_mx_result *res, void *arg)
 
 	dl->dnsq = NULL;
 	if (res->status != DNS_OK) {
-		settle_open(dl, res->status == DNS_TEMP ? R_DEFERRED : R_BOUNCED, res->dsn, res->reason);
+		settle_open(dl, res->dsn[0] == '4' ? R_DEFERRED : R_BOUNCED, res->dsn, res->reason);
 		delivery_finish(dl);
 		return;
 	}

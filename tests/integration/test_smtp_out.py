@@ -93,7 +93,8 @@ def out_mail(instance, dns_server):
         instance.services["smtp"] = service_line("smtp", "smtp", procs=1, program="smtp", type_="unix")
         instance.write_config()
         for alias, target in (("fwd", "someone@remote.test"), ("nomail", "someone@nullmx.test"),
-                              ("backup", "someone@backup.test"), ("gone", "someone@nxdomain.test")):
+                              ("backup", "someone@backup.test"), ("gone", "someone@nxdomain.test"),
+                              ("stuck", "someone@noaddr.test")):
             add_alias(instance, f"{alias}@example.test", target)
         start_mail(instance)
         instance.wait_service("smtp")
@@ -111,6 +112,7 @@ ZONES = {
     "remote.test": ["@ MX 10 mx", "mx A 127.0.0.1"],
     "backup.test": ["@ MX 10 down", "down A 127.0.0.2", "@ MX 20 mx.remote.test."],
     "nullmx.test": ["@ MX 0 ."],
+    "noaddr.test": ["@ MX 10 mx"],  # the MX host has no address
 }
 
 
@@ -145,6 +147,18 @@ def test_undeliverable_domain_bounces_once(out_mail, alias, dsn):
     text = bounces[0].decode(errors="replace")
     assert "multipart/report" in text and f"Status: {dsn}" in text
     assert sink.messages() == []
+
+
+def test_mx_hosts_without_address_defer(out_mail):
+    """MX records whose hosts have no address: the domain's owner can mend
+    that, so the mail waits (4.4.4) instead of bouncing."""
+    inst, sink = out_mail(ZONES)
+    qid = send_message(inst, "stuck@example.test", BODY, sender="alice@example.test")
+    inst.wait_for_log(rf"smtp\[\d+\]: {qid}: to=<someone@noaddr\.test>, relay=none, .*dsn=4\.4\.4, "
+                      rf"status=deferred \(Host or domain name not found\. .*name=mx\.noaddr\.test", 20)
+    inst.wait_for_log(rf"qmgr\[\d+\]: {qid}: to=<someone@noaddr\.test>, status=deferred", 20)
+    time.sleep(1)
+    assert messages(inst, "alice") == []
 
 
 def test_remote_5xx_bounces_with_the_remote_reply(out_mail):
