@@ -316,22 +316,39 @@ char *maildir_queue_name(const char *queue_id, const char *host)
 	return buf_steal(&b);
 }
 
-int64_t maildir_name_size(const char *name)
+/* name_number - the number after field ("S=", "W=") in a Maildir++ name's
+ * ",field=N" list (before the ":2," info); -1 if absent or malformed. */
+static int64_t name_number(const char *name, const char *field)
 {
-	const char *p = strstr(name, ",S=");
-	int64_t size = 0;
+	const char *info = strchr(name, ':');
+	size_t flen = strlen(field);
+	int64_t n = 0;
+	const char *p;
 
-	if (p == NULL)
+	for (p = strchr(name, ','); p != NULL && (info == NULL || p < info); p = strchr(p + 1, ','))
+		if (strncmp(p + 1, field, flen) == 0)
+			break;
+	if (p == NULL || (info != NULL && p > info))
 		return -1;
-	p += 3;
+	p += 1 + flen;
 	if (*p < '0' || *p > '9')
 		return -1;
 	for (; *p >= '0' && *p <= '9'; p++) {
-		if (size > (INT64_MAX - (*p - '0')) / 10)
+		if (n > (INT64_MAX - (*p - '0')) / 10)
 			return -1;
-		size = size * 10 + (*p - '0');
+		n = n * 10 + (*p - '0');
 	}
-	return *p == '\0' || *p == ',' || *p == ':' ? size : -1;
+	return *p == '\0' || *p == ',' || *p == ':' ? n : -1;
+}
+
+int64_t maildir_name_size(const char *name)
+{
+	return name_number(name, "S=");
+}
+
+int64_t maildir_name_vsize(const char *name)
+{
+	return name_number(name, "W=");
 }
 
 /* ---- quota ---------------------------------------------------------- */
@@ -733,15 +750,27 @@ static const char *errno_dsn(int err)
 	}
 }
 
+/* count_lf - how many line ends data holds. */
+static int64_t count_lf(const uint8_t *data, size_t len)
+{
+	int64_t n = 0;
+
+	for (const uint8_t *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+		n++;
+	return n;
+}
+
 /* copy_content - headers, then the content with LF line ends, into fd;
- * the bytes written in *size_r. -1 with errno and a new error string. */
+ * the bytes written in *size_r, and in *vsize_r their size with CRLF
+ * line ends (what POP3 and IMAP count). -1 with errno and a new error
+ * string. */
 static int copy_content(int fd, const struct maildir_msg *msg, const char *delivered_to, int64_t *size_r,
-			char **error_r)
+			int64_t *vsize_r, char **error_r)
 {
 	uint8_t *in = xmalloc(COPY_CHUNK);
 	struct buf out = BUF_INIT;
 	struct maildir_lf lf = { false };
-	int64_t size = 0;
+	int64_t size = 0, lines = 0;
 	off_t off = 0;
 	int saved;
 
@@ -767,6 +796,7 @@ static int copy_content(int fd, const struct maildir_msg *msg, const char *deliv
 				goto fail;
 			}
 			size += (int64_t)out.len;
+			lines += count_lf(out.data, out.len);
 			buf_reset(&out);
 		}
 		if (n == 0)
@@ -776,6 +806,7 @@ static int copy_content(int fd, const struct maildir_msg *msg, const char *deliv
 	free(in);
 	buf_free(&out);
 	*size_r = size;
+	*vsize_r = size + lines;
 	return 0;
 fail:
 	free(in);
@@ -860,7 +891,7 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 	struct maildir_usage u = { 0, 0, 0 };
 	const char *reason;
 	struct stat st;
-	int64_t size = 0;
+	int64_t size = 0, vsize = 0;
 	int fd = -1, err;
 	bool locked = false;
 
@@ -882,7 +913,7 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 		result(res, MAILDIR_TEMP, errno_dsn(err), "create a file in %s/tmp: %s", md->name, strerror(err));
 		goto out;
 	}
-	if (copy_content(fd, msg, delivered_to, &size, &error) < 0) {
+	if (copy_content(fd, msg, delivered_to, &size, &vsize, &error) < 0) {
 		result(res, MAILDIR_TEMP, errno_dsn(errno), "%s/tmp/%s: %s", md->name, name, error);
 		goto out_unlink;
 	}
@@ -906,10 +937,10 @@ static enum maildir_outcome deliver_once(int root_fd, const struct maildir_msg *
 	if (msg->queue_id != NULL) {
 		char *base = maildir_queue_name(msg->queue_id, msg->hostname);
 
-		final = xasprintf("%s,S=%lld", base, (long long)size);
+		final = xasprintf("%s,S=%lld,W=%lld", base, (long long)size, (long long)vsize);
 		free(base);
 	} else {
-		final = xasprintf("%s,S=%lld", name, (long long)size);
+		final = xasprintf("%s,S=%lld,W=%lld", name, (long long)size, (long long)vsize);
 	}
 	/* From the repeat and quota checks to the accounting line,
 	 * deliveries into this Maildir take turns. */

@@ -14,7 +14,7 @@
  * A delivery (maildir_deliver) writes tmp/UNIQUE with O_CREAT|O_EXCL,
  * prepends Return-Path, X-Original-To and Delivered-To, copies the content
  * converting CRLF line ends to LF, checks the quota with the exact size,
- * fsyncs the file, renames it to new/UNIQUE,S=SIZE (never replacing a
+ * fsyncs the file, renames it to new/UNIQUE,S=SIZE,W=CRLFSIZE (never replacing a
  * file there), records it in maildirsize and fsyncs new/. On any failure
  * the tmp file is removed: new/ only ever holds complete messages.
  *
@@ -171,5 +171,8 @@ char *maildir_queue_name(const char *queue_id, const char *host);
 
 /* maildir_name_size - the S=<size> a Maildir++ file name carries; -1 if none. */
 int64_t maildir_name_size(const char *name);
+/* maildir_name_vsize - the W=<size> (the size with CRLF line ends, as POP3
+ * and IMAP count it) a file name carries; -1 if none. */
+int64_t maildir_name_vsize(const char *name);
 
 #endif

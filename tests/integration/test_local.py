@@ -107,10 +107,11 @@ def test_delivers_exact_bytes_into_new(local):
     assert files(local, "tmp") == [] and files(local, "cur") == []
     data = maildir(local, "new", new[0]).read_bytes()
     assert data == EXPECTED
-    # TIME.M<usec>P<pid>Q<n>.HOST,S=<size>
-    m = re.fullmatch(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.mx\.example\.org,S=(\d+)", new[0])
+    # TIME.M<usec>P<pid>Q<n>.HOST,S=<size>,W=<size with CRLF line ends>
+    m = re.fullmatch(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.mx\.example\.org,S=(\d+),W=(\d+)", new[0])
     assert m, new[0]
     assert int(m.group(5)) == len(EXPECTED)
+    assert int(m.group(6)) == len(EXPECTED.replace(b"\n", b"\r\n"))
     assert int(m.group(3)) in local.worker_pids("local")
     # Maildir++ accounting
     assert maildir(local, "maildirsize").read_text() == f"0S\n0 0\n{len(EXPECTED)} 1\n"
@@ -329,4 +330,5 @@ def test_file_names_carry_the_system_host_name_by_default(instance):
         assert deliver(c).get("status") == "ok"
     host = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
     (name,) = files(instance, "new")
-    assert name.endswith(f".{host},S={len(EXPECTED)}"), name
+    crlf_size = len(EXPECTED.replace(b"\n", b"\r\n"))
+    assert name.endswith(f".{host},S={len(EXPECTED)},W={crlf_size}"), name

@@ -84,7 +84,8 @@ def test_message_lands_once_byte_exact(mail):
     # named after the queue ID (the arrival second, then the ID), so that a
     # repeat of this delivery would find it
     arrival = int(qid[:14], 16) // 1000000
-    assert names == [f"{arrival}.Y{qid}.mx.example.test,S={len(data)}"], names
+    crlf_size = len(data.replace(b"\n", b"\r\n"))
+    assert names == [f"{arrival}.Y{qid}.mx.example.test,S={len(data)},W={crlf_size}"], names
     assert os.listdir(md / "tmp") == [] and os.listdir(md / "cur") == []
     # The content file leaves content/ (for spare/) once the removal is flushed.
     wait_until(lambda: content_files(mail) == [], 5, what="the content file to leave the queue")

@@ -324,6 +324,11 @@ static void test_unique_name(void **state)
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S=1234"), 1234);
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S=1234:2,S"), 1234);
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S=99,W=101:2,"), 99);
+	assert_int_equal(maildir_name_vsize("1.M1P1Q1.h,S=99,W=101:2,"), 101);
+	assert_int_equal(maildir_name_vsize("1.M1P1Q1.h,W=7"), 7);
+	assert_int_equal(maildir_name_vsize("1.M1P1Q1.h,S=99"), -1);
+	assert_int_equal(maildir_name_vsize("1.M1P1Q1.h,S=99:2,W=5"), -1); /* W= in the flags is not a size */
+	assert_int_equal(maildir_name_size("1.M1P1Q1.h:2,S=5"), -1);
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h:2,S"), -1);
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S="), -1);
 	assert_int_equal(maildir_name_size("1.M1P1Q1.h,S=12x"), -1);
@@ -425,7 +430,15 @@ static void test_deliver(void **state)
 	assert_string_equal(data, want);
 	assert_int_equal(res.size, (int64_t)len);
 	assert_int_equal(maildir_name_size(name), (int64_t)len);
-	/* TIME.M<usec>P<pid>Q<n>.HOST,S=<size> */
+	/* W=: the size with CRLF line ends (one more octet per line) */
+	{
+		int64_t lines = 0;
+
+		for (size_t i = 0; i < len; i++)
+			lines += data[i] == '\n';
+		assert_int_equal(maildir_name_vsize(name), (int64_t)len + lines);
+	}
+	/* TIME.M<usec>P<pid>Q<n>.HOST,S=<size>,W=<size> */
 	char *pid = xasprintf("P%ld", (long)getpid());
 	assert_non_null(strstr(name, ".M"));
 	assert_non_null(strstr(name, pid));
