@@ -15,7 +15,7 @@
 #include "config.h"
 #include "local_deliver.h"
 #include "../libmail/queue_id.h"
-#include "maildir.h"
+#include "../libmail/maildir.h"
 #include "../libmail/params.h"
 #include "../libutil/fileutil.h"
 #include "../libutil/ipc.h"

@@ -27,7 +27,7 @@
 
 #include "../../libutil/buf.h"
 #include "../../libutil/mem.h"
-#include "../../local/maildir.h"
+#include "../../libmail/maildir.h"
 #include "unit.h"
 
 #define MBOX "example.org/alice/Maildir"

@@ -1,8 +1,10 @@
 /* maildir.h - Maildir delivery and Maildir++ quota accounting, as pure
  * functions on directory descriptors: no daemon, no configuration, no
  * global state but a per-process name counter and the Maildirs kept open
- * between deliveries (maildir_cache.c). local_deliver.c drives it;
- * tests/unit/test_maildir.c drives it against temporary directories.
+ * between deliveries (maildir_cache.c). local_deliver.c drives the
+ * delivery; pop3d opens Maildirs, reads their names and accounts for
+ * what it removes; tests/unit/test_maildir.c drives it against temporary
+ * directories.
  *
  * Layout: ROOT/DOMAIN/LOCALPART/Maildir/{tmp,new,cur}, ROOT being
  * mail_root, DOMAIN and LOCALPART the lower-cased halves of the mailbox
