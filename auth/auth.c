@@ -94,7 +94,9 @@ static void auth_accept(struct service_ctx *ctx, int fd, int index)
 	 * once. Lookups are answered as soon as they are read; a login under
 	 * way is lost, and its client answers its user "try again later".
 	 * Clients reconnect to the next auth. */
-	if (index == 1)
+	/* listener 0: lookups (private/auth); every other: SASL (private/sasl
+	 * for smtpd, mailbox/sasl for pop3d and imapd in their jail) */
+	if (index >= 1)
 		auth_sasl_accept(&state, fd);
 	else
 		ipc_server_accept(state.lookup, fd);

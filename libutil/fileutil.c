@@ -77,6 +77,29 @@ fail:
 	return -1;
 }
 
+int dir_make_parents(const char *path, char **error_r)
+{
+	char *copy = xstrdup(path);
+
+	for (char *p = strchr(copy + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(copy, 0755) == 0) {
+			if (chmod(copy, 0755) < 0) {
+				*error_r = xasprintf("chmod %s: %s", copy, strerror(errno));
+				free(copy);
+				return -1;
+			}
+		} else if (errno != EEXIST) {
+			*error_r = xasprintf("mkdir %s: %s", copy, strerror(errno));
+			free(copy);
+			return -1;
+		}
+		*p = '/';
+	}
+	free(copy);
+	return 0;
+}
+
 int dir_ensure(const char *dir, uid_t uid, gid_t gid, int mode, char **error_r)
 {
 	struct stat st;

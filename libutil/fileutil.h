@@ -17,6 +17,10 @@ int file_write_atomic(const char *path, const void *data, size_t len, int mode);
  * a directory when is_dir). */
 int dir_fsync(const char *dir);
 
+/* dir_make_parents - create the missing ancestors of path (mode 0755),
+ * not path itself. -1 with a new error string. */
+int dir_make_parents(const char *path, char **error_r);
+
 /* dir_ensure - create dir if missing; set its owner (uid/gid -1: leave)
  * and mode. -1 with a new error string. */
 int dir_ensure(const char *dir, uid_t uid, gid_t gid, int mode, char **error_r);

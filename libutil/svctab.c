@@ -168,11 +168,18 @@ static int check_listen(struct svc_entry *e, char **error_r)
 				return -1;
 			}
 			free(host);
-		} else if (a[0] != '/' && !valid_name(strncmp(a, "public/", 7) == 0 ? a + 7 : a)) {
+		} else if (a[0] != '/' && !valid_name(strncmp(a, SVC_PUBLIC_PREFIX, strlen(SVC_PUBLIC_PREFIX)) == 0 ?
+							      a + strlen(SVC_PUBLIC_PREFIX) :
+						      strncmp(a, SVC_MAILBOX_PREFIX, strlen(SVC_MAILBOX_PREFIX)) == 0 ?
+							      a + strlen(SVC_MAILBOX_PREFIX) :
+							      a)) {
 			/* A plain name lives in queue_directory/private (the mail
 			 * system only); "public/NAME" in queue_directory/public,
-			 * which every local user may enter (sendmail's pickup). */
-			*error_r = xasprintf("unix socket \"%s\": use a plain name, public/NAME or an absolute path", a);
+			 * which every local user may enter (sendmail's pickup);
+			 * "mailbox/NAME" in mail_root/.yubin, which only the
+			 * mailbox owner enters (pop3d and imapd, jailed there). */
+			*error_r = xasprintf("unix socket \"%s\": use a plain name, public/NAME, mailbox/NAME or an "
+					     "absolute path", a);
 			return -1;
 		} else if (strlen(a) >= 100) {
 			*error_r = xasprintf("unix socket path \"%s\" is too long", a);

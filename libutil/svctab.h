@@ -8,7 +8,8 @@
  *   type     inet (TCP listeners) or unix (a UNIX-domain socket)
  *   listen   inet: comma-separated host:port, [v6addr]:port or *:port
  *            (* means every IPv4 and IPv6 address); unix: a socket name in
- *            the private directory, or an absolute path; "-" for none
+ *            the private directory, public/NAME, mailbox/NAME, or an
+ *            absolute path; "-" for none
  *   user     the account the workers run as
  *   chroot   the directory workers are jailed in, or "-" for none
  *   procs    number of worker processes (1 to 1000)
@@ -24,6 +25,14 @@
 #include <stddef.h>
 
 enum svc_type { SVC_INET, SVC_UNIX };
+
+/* Unix socket names with a prefix: public/NAME lives in
+ * queue_directory/public (every local user may connect), mailbox/NAME in
+ * mail_root/.yubin (only the mailbox owner: pop3d and imapd, which are
+ * jailed in mail_root, reach auth there). */
+#define SVC_PUBLIC_PREFIX "public/"
+#define SVC_MAILBOX_PREFIX "mailbox/"
+#define SVC_MAILBOX_DIR ".yubin" /* in mail_root */
 
 struct svc_entry {
 	char *name;

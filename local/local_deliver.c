@@ -284,30 +284,6 @@ void local_deliver_handler(struct ipc_peer *peer, int64_t req, const struct ipc_
 
 /* ---- start-up --------------------------------------------------------- */
 
-/* make_parents - create the missing ancestors of path (mode 0755). */
-static int make_parents(const char *path, char **error_r)
-{
-	char *copy = xstrdup(path);
-
-	for (char *p = strchr(copy + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		if (mkdir(copy, 0755) == 0) {
-			if (chmod(copy, 0755) < 0) {
-				*error_r = xasprintf("chmod %s: %s", copy, strerror(errno));
-				free(copy);
-				return -1;
-			}
-		} else if (errno != EEXIST) {
-			*error_r = xasprintf("mkdir %s: %s", copy, strerror(errno));
-			free(copy);
-			return -1;
-		}
-		*p = '/';
-	}
-	free(copy);
-	return 0;
-}
-
 int local_pre_jail(struct service_ctx *ctx, char **error_r)
 {
 	const struct yb_params *p = ctx->desc->conf;
@@ -332,7 +308,7 @@ int local_pre_jail(struct service_ctx *ctx, char **error_r)
 	 * ourselves, which is who every service runs as then. */
 	if (geteuid() == 0 && priv_lookup_user(p->mailbox_owner, &uid, &gid, error_r) < 0)
 		return -1;
-	if (make_parents(p->mail_root, error_r) < 0)
+	if (dir_make_parents(p->mail_root, error_r) < 0)
 		return -1;
 	/* Every local process gets here at once on a first start. Each builds
 	 * the directory aside, with owner and mode set, and renames it into

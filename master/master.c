@@ -203,6 +203,49 @@ static int prepare_directories(struct master *m, char **error_r)
 	return rc;
 }
 
+/* wants_mailbox_dir - whether a service listens on a mailbox/NAME socket. */
+static bool wants_mailbox_dir(const struct master *m)
+{
+	const struct svc_table *t = &m->conf.services;
+
+	for (size_t i = 0; i < t->count; i++)
+		for (size_t j = 0; t->entries[i].type == SVC_UNIX && j < t->entries[i].listen_count; j++)
+			if (strncmp(t->entries[i].listen[j], SVC_MAILBOX_PREFIX, strlen(SVC_MAILBOX_PREFIX)) == 0)
+				return true;
+	return false;
+}
+
+/* prepare_mailbox_dir - mail_root/.yubin, where the mailbox daemons
+ * (jailed in mail_root) find auth's socket: owned by the mailbox owner,
+ * mode 0700, so that no other account can reach it. mail_root itself is
+ * made as local would make it, if it is missing. */
+static int prepare_mailbox_dir(struct master *m, char **error_r)
+{
+	const struct yb_params *p = &m->conf.params;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	struct stat st;
+	char *dir;
+	int rc;
+
+	if (!wants_mailbox_dir(m))
+		return 0;
+	if (geteuid() == 0 && priv_lookup_user(p->mailbox_owner, &uid, &gid, error_r) < 0)
+		return -1;
+	if (stat(p->mail_root, &st) < 0) {
+		if (errno != ENOENT) {
+			*error_r = xasprintf("mail_root %s: %s", p->mail_root, strerror(errno));
+			return -1;
+		}
+		if (dir_make_parents(p->mail_root, error_r) < 0 || dir_ensure(p->mail_root, uid, gid, 0750, error_r) < 0)
+			return -1;
+	}
+	dir = xasprintf("%s/%s", p->mail_root, SVC_MAILBOX_DIR);
+	rc = dir_ensure(dir, uid, gid, 0700, error_r);
+	free(dir);
+	return rc;
+}
+
 static _Noreturn void usage(void)
 {
 	fprintf(stderr, "usage: master -c CONFIG_DIR [-f] [-R READY_FD]\n"
@@ -259,7 +302,7 @@ int main(int argc, char **argv)
 	m.pid_path = xasprintf("%s/master.pid", m.conf.params.run_directory);
 	umask(022);
 	signal(SIGPIPE, SIG_IGN);
-	if (prepare_directories(&m, &error) < 0 || take_lock(&m, &error) < 0)
+	if (prepare_directories(&m, &error) < 0 || prepare_mailbox_dir(&m, &error) < 0 || take_lock(&m, &error) < 0)
 		start_failed(&m, error);
 	snprintf(pid_text, sizeof pid_text, "%ld\n", (long)getpid());
 	if (file_write_atomic(m.pid_path, pid_text, strlen(pid_text), 0644) < 0) {

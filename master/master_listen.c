@@ -20,8 +20,13 @@ static char *unix_socket_path(struct master *m, const char *listen)
 		return xstrdup(listen);
 	/* "public/NAME" (validated by svctab): the directory every local
 	 * user may enter, for sendmail's pickup socket. */
-	if (strncmp(listen, "public/", 7) == 0)
+	if (strncmp(listen, SVC_PUBLIC_PREFIX, strlen(SVC_PUBLIC_PREFIX)) == 0)
 		return xasprintf("%s/%s", m->conf.params.queue_directory, listen);
+	/* "mailbox/NAME": inside the mailbox daemons' jail, in a directory
+	 * only the mailbox owner enters (prepared by master_mailbox_dir). */
+	if (strncmp(listen, SVC_MAILBOX_PREFIX, strlen(SVC_MAILBOX_PREFIX)) == 0)
+		return xasprintf("%s/%s/%s", m->conf.params.mail_root, SVC_MAILBOX_DIR,
+				 listen + strlen(SVC_MAILBOX_PREFIX));
 	return xasprintf("%s/private/%s", m->conf.params.queue_directory, listen);
 }
 

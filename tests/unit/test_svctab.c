@@ -71,6 +71,7 @@ static void test_load_valid(void **state)
 		"auth unix /run/yubin/auth.sock yubin-auth - 1000 /usr/lib/yubin/auth\n"
 		"pickup unix - yubin - 1 pickup\n"
 		"pub unix public/pickup yubin - 1 smtpd\n"
+		"mbx unix sasl,mailbox/sasl yubin - 1 auth\n"
 		"expanded inet *:${port} ${user} ${queue_directory} 1 smtpd ${queue_directory}/x a${empty}b ${dollar}\n"
 		"Smtp_2-x inet localhost:65535 yubin - 1 smtp\n";
 	struct svc_table t;
@@ -81,7 +82,7 @@ static void test_load_valid(void **state)
 	lookup_calls = 0;
 	if (load(BIN(text), &t, &path, &error) != 0)
 		fail_msg("svctab_load: %s", error);
-	assert_int_equal(t.count, 8);
+	assert_int_equal(t.count, 9);
 	assert_int_equal(lookup_calls, 6);
 
 	e = svctab_find(&t, "smtpd");
@@ -126,6 +127,9 @@ static void test_load_valid(void **state)
 	assert_int_equal(e->type, SVC_UNIX);
 	assert_strv(e->listen, e->listen_count, (const char *const[]){ "public/pickup", NULL });
 
+	e = svctab_find(&t, "mbx");
+	assert_strv(e->listen, e->listen_count, (const char *const[]){ "sasl", "mailbox/sasl", NULL });
+
 	e = svctab_find(&t, "expanded");
 	assert_strv(e->listen, e->listen_count, (const char *const[]){ "*:2525", NULL });
 	assert_string_equal(e->user, "yubin");
@@ -135,7 +139,7 @@ static void test_load_valid(void **state)
 
 	e = svctab_find(&t, "Smtp_2-x");
 	assert_non_null(e);
-	assert_int_equal(e->line, 11);
+	assert_int_equal(e->line, 12);
 
 	assert_null(svctab_find(&t, "smtp"));
 	assert_null(svctab_find(&t, "SMTPD"));
@@ -205,15 +209,19 @@ static void test_load_errors(void **state)
 		{ "no host", BIN("smtpd inet :25 yubin - 1 smtpd\n"),
 		  ":1: service smtpd: listen address \":25\": missing host (use * for every address)" },
 		{ "unix name with a slash", BIN("qmgr unix a/b yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"a/b\": use a plain name, public/NAME or an absolute path" },
+		  ":1: service qmgr: unix socket \"a/b\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
 		{ "unix public without a name", BIN("qmgr unix public/ yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"public/\": use a plain name, public/NAME or an absolute path" },
+		  ":1: service qmgr: unix socket \"public/\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
 		{ "unix public two levels", BIN("qmgr unix public/a/b yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"public/a/b\": use a plain name, public/NAME or an absolute path" },
+		  ":1: service qmgr: unix socket \"public/a/b\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
+		{ "unix mailbox without a name", BIN("auth unix mailbox/ yubin - 1 auth\n"),
+		  ":1: service auth: unix socket \"mailbox/\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
+		{ "unix mailbox two levels", BIN("auth unix mailbox/a/b yubin - 1 auth\n"),
+		  ":1: service auth: unix socket \"mailbox/a/b\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
 		{ "unix private prefix", BIN("qmgr unix private/qmgr yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"private/qmgr\": use a plain name, public/NAME or an absolute path" },
+		  ":1: service qmgr: unix socket \"private/qmgr\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
 		{ "unix name with a dot", BIN("qmgr unix a.sock yubin - 1 qmgr\n"),
-		  ":1: service qmgr: unix socket \"a.sock\": use a plain name, public/NAME or an absolute path" },
+		  ":1: service qmgr: unix socket \"a.sock\": use a plain name, public/NAME, mailbox/NAME or an absolute path" },
 		{ "unix path too long",
 		  BIN("qmgr unix /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa yubin - 1 qmgr\n"),
 		  ":1: service qmgr: unix socket path "
