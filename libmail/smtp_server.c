@@ -1305,18 +1305,19 @@ static bool auth_line_step(struct smtp_session *s)
 	struct buf resp = BUF_INIT;
 
 	lf = len > 0 ? memchr(data, '\n', len) : NULL;
-	if (lf == NULL) {
-		if (len < LINE_MAX_AUTH)
-			return false;
-		/* RFC 4954 4: 500 5.5.6 for an overlong line; the exchange is
-		 * over, the rest of the line is skipped. */
-		in_skip(s, len);
-		s->discard_line = true;
+	if (lf == NULL ? len >= LINE_MAX_AUTH : (size_t)(lf - data) + 1 > LINE_MAX_AUTH) {
+		/* RFC 4954 4: 500 5.5.6 for an overlong line, whether or not
+		 * its end came with it; the exchange is over, the rest of the
+		 * line is skipped. */
+		in_skip(s, lf == NULL ? len : (size_t)(lf - data) + 1);
+		s->discard_line = lf == NULL;
 		enter_state(s, S_CMD);
 		auth_abandon(s);
 		reply_error(s, R_LINE_TOO_LONG, "AUTH response");
 		return true;
 	}
+	if (lf == NULL)
+		return false;
 	text = (size_t)(lf - data);
 	if (text > 0 && data[text - 1] == '\r')
 		text--;

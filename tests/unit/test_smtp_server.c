@@ -1885,11 +1885,21 @@ static void test_auth_lines(void **state)
 	assert_int_equal(f.auth_cancels, 1);
 	input_str(&f, "AAAA\r\nNOOP\r\n"); /* the rest of that line, then a command */
 	assert_string_equal(fake_output(&f), OK);
+	/* overlong with its line end in the same read: the same */
+	input_str(&f, "AUTH LOGIN\r\n");
+	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
+	buf_reset(&line);
+	while (line.len < 13000)
+		buf_append_str(&line, "AAAA");
+	buf_append_str(&line, "\r\nNOOP\r\n");
+	smtp_session_input(f.s, line.data, line.len);
+	assert_string_equal(fake_output(&f), E_TOO_LONG OK);
+	assert_int_equal(f.auth_cancels, 2);
 	input_str(&f, "AUTH LOGIN\r\n");
 	assert_string_equal(fake_output(&f), "334 VXNlcm5hbWU6\r\n");
 	smtp_session_timeout(f.s);
 	assert_string_equal(fake_output(&f), E_TIMEOUT);
-	assert_int_equal(f.auth_cancels, 2);
+	assert_int_equal(f.auth_cancels, 3);
 	buf_free(&line);
 	fake_free(&f);
 }
