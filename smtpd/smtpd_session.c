@@ -1009,12 +1009,19 @@ void smtpd_conn_accept(struct smtpd *d, int fd)
 
 void smtpd_conn_shutdown_all(struct smtpd *d)
 {
-	for (struct smtpd_conn *c = d->conns; c != NULL; c = c->next) {
+	struct smtpd_conn *next;
+
+	/* The 421 usually leaves at once (cb_write), and then the connection
+	 * closes inside the call: hold it until its successor is known. */
+	for (struct smtpd_conn *c = d->conns; c != NULL; c = next) {
+		c->refs++;
 		if (c->gone)
-			continue;
-		if (c->enqueueing)
+			; /* closed already, a request still pending */
+		else if (c->enqueueing)
 			c->shutdown_after = true; /* answer the message first */
 		else
 			smtp_session_shutdown(c->s);
+		next = c->next;
+		conn_unref(c);
 	}
 }
