@@ -1,6 +1,7 @@
 """Every refusal a sender can meet, end to end (DESIGN.md "Status codes
 users meet", libmail/smtp_reply.c): the exact code and enhanced status,
 what was (not) delivered, and that the session goes on where it should."""
+import re
 import shutil
 import time
 
@@ -354,6 +355,22 @@ def test_shutdown_421_432(mail):
         rep = s.reply()
         assert rep.is_(421, "4.3.2") and rep.text == "4.3.2 Service shutting down, try again later", rep
         assert s.read_eof() == b""
+
+
+def test_shutdown_with_several_clients(mail):
+    """Every connected client gets its 421, and smtpd stops cleanly (each
+    connection closes while the list of them is being walked)."""
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        sessions = [stack.enter_context(session(mail)) for _ in range(4)]
+        r = mail.stop()
+        assert r.returncode == 0, r.stderr
+        for s in sessions:
+            s.sock.settimeout(10)
+            assert s.reply().is_(421, "4.3.2")
+            assert s.read_eof() == b""
+    log = mail.log()
+    assert "AddressSanitizer" not in log and not re.search(r"smtpd\[\d+\].*(killed|signal)", log), log[-2000:]
 
 
 def test_postmaster_without_domain_accepted(mail):
