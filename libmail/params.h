@@ -42,6 +42,10 @@ struct yb_params {
 	long long hopcount_limit;
 	bool smtpd_auth_on_mx;
 	bool smtpd_auth_plaintext;
+	/* pop3d */
+	long long pop3d_timeout;
+	long long pop3d_error_limit;
+	bool pop3d_auth_plaintext;
 	/* TLS (smtpd now; pop3d and imapd later) */
 	char *tls_cert_file;
 	char *tls_key_file;

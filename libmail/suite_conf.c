@@ -63,7 +63,10 @@ int suite_conf_load(struct suite_conf *sc, const char *config_dir, bool check_us
 					     path, problem);
 			goto fail;
 		}
-		if (e->chroot_dir != NULL && (stat(e->chroot_dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
+		/* mail_root is the one jail master makes itself when missing
+		 * (a new installation has had no mail yet) */
+		if (e->chroot_dir != NULL && strcmp(e->chroot_dir, sc->params.mail_root) != 0 &&
+		    (stat(e->chroot_dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
 			*error_r = xasprintf("%s:%d: service %s: chroot directory %s does not exist", master_path,
 					     e->line, e->name, e->chroot_dir);
 			goto fail;

@@ -215,11 +215,22 @@ static bool wants_mailbox_dir(const struct master *m)
 	return false;
 }
 
-/* prepare_mailbox_dir - mail_root/.yubin, where the mailbox daemons
- * (jailed in mail_root) find auth's socket: owned by the mailbox owner,
- * mode 0700, so that no other account can reach it. mail_root itself is
- * made as local would make it, if it is missing. */
-static int prepare_mailbox_dir(struct master *m, char **error_r)
+/* jails_in_mail_root - whether a service is chrooted in mail_root. */
+static bool jails_in_mail_root(const struct master *m)
+{
+	const struct svc_table *t = &m->conf.services;
+
+	for (size_t i = 0; i < t->count; i++)
+		if (t->entries[i].chroot_dir != NULL && strcmp(t->entries[i].chroot_dir, m->conf.params.mail_root) == 0)
+			return true;
+	return false;
+}
+
+/* prepare_mail_root - mail_root, made as local would make it if it is
+ * missing and a service (pop3d, imapd) is jailed there, and
+ * mail_root/.yubin, where those daemons find auth's socket: owned by the
+ * mailbox owner, mode 0700, so that no other account can reach it. */
+static int prepare_mail_root(struct master *m, char **error_r)
 {
 	const struct yb_params *p = &m->conf.params;
 	uid_t uid = (uid_t)-1;
@@ -228,7 +239,7 @@ static int prepare_mailbox_dir(struct master *m, char **error_r)
 	char *dir;
 	int rc;
 
-	if (!wants_mailbox_dir(m))
+	if (!jails_in_mail_root(m) && !wants_mailbox_dir(m))
 		return 0;
 	if (geteuid() == 0 && priv_lookup_user(p->mailbox_owner, &uid, &gid, error_r) < 0)
 		return -1;
@@ -240,6 +251,8 @@ static int prepare_mailbox_dir(struct master *m, char **error_r)
 		if (dir_make_parents(p->mail_root, error_r) < 0 || dir_ensure(p->mail_root, uid, gid, 0750, error_r) < 0)
 			return -1;
 	}
+	if (!wants_mailbox_dir(m))
+		return 0;
 	dir = xasprintf("%s/%s", p->mail_root, SVC_MAILBOX_DIR);
 	rc = dir_ensure(dir, uid, gid, 0700, error_r);
 	free(dir);
@@ -302,7 +315,7 @@ int main(int argc, char **argv)
 	m.pid_path = xasprintf("%s/master.pid", m.conf.params.run_directory);
 	umask(022);
 	signal(SIGPIPE, SIG_IGN);
-	if (prepare_directories(&m, &error) < 0 || prepare_mailbox_dir(&m, &error) < 0 || take_lock(&m, &error) < 0)
+	if (prepare_directories(&m, &error) < 0 || prepare_mail_root(&m, &error) < 0 || take_lock(&m, &error) < 0)
 		start_failed(&m, error);
 	snprintf(pid_text, sizeof pid_text, "%ld\n", (long)getpid());
 	if (file_write_atomic(m.pid_path, pid_text, strlen(pid_text), 0644) < 0) {

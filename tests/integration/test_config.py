@@ -134,7 +134,7 @@ def _show(inst, *args):
     assert r.returncode == 0, r.stderr
     pairs = []
     for line in r.stdout.splitlines():
-        m = re.match(r"^([a-z_]+) = (.*)$", line)
+        m = re.match(r"^([a-z0-9_]+) = (.*)$", line)
         assert m, f"not key = value: {line!r}"
         pairs.append((m.group(1), m.group(2)))
     return pairs

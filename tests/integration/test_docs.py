@@ -13,7 +13,7 @@ def mailctl_keys(tmp_path):
     (tmp_path / "yubin.conf").write_text("")
     out = subprocess.run([str(BUILD / "mailctl" / "mailctl"), "-c", str(tmp_path), "config", "show", "-d"],
                          capture_output=True, text=True, check=True).stdout
-    keys = re.findall(r"^([a-z_]+) = ", out, re.M)
+    keys = re.findall(r"^([a-z0-9_]+) = ", out, re.M)
     docs = re.findall(r"^# (.+) \(\w+, default ", out, re.M)
     assert len(keys) == len(docs), out
     return keys, docs
@@ -22,7 +22,7 @@ def mailctl_keys(tmp_path):
 def readme_keys():
     text = (REPO / "README.md").read_text()
     section = text.split("## Configuration", 1)[1].split("`master.conf` is", 1)[0]
-    return re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
+    return re.findall(r"^\| `([a-z0-9_]+)` \|", section, re.M)
 
 
 def test_readme_lists_every_config_key(tmp_path):
