@@ -27,7 +27,6 @@ struct pop3d {
 	bool implicit_tls;        /* pop3s */
 	struct ipc_async *sasl;
 	int root_fd;              /* mail_root */
-	long long sasl_sessions;  /* numbers the SASL exchanges of this process */
 	struct pop3d_conn *conns; /* open connections (for shutdown) */
 };
 

@@ -5,9 +5,7 @@
 #include "config.h"
 #include "pop3d.h"
 #include "pop3d_mailbox.h"
-#include "../libmail/auth_proto.h"
-#include "../libutil/buf.h"
-#include "../libutil/ipc_async.h"
+#include "../libmail/sasl_relay.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
 #include "../libutil/sanitize.h"
@@ -274,46 +272,20 @@ static void tls_ready(struct pop3d_conn *c)
 
 /* ---- logins, through auth ------------------------------------------------ */
 
-static void on_sasl(const struct ipc_msg *reply, const char *error, void *arg)
+/* The engine's answers, by auth's verdict. */
+static const enum pop3_auth_answer pop3_answer[] = {
+	[AUTH_SASL_CONTINUE] = POP3_AUTH_CONTINUE, [AUTH_SASL_OK] = POP3_AUTH_OK, [AUTH_SASL_FAIL] = POP3_AUTH_FAIL,
+	[AUTH_SASL_ENCRYPT] = POP3_AUTH_ENCRYPT, [AUTH_SASL_TEMP] = POP3_AUTH_TEMP,
+};
+
+static void on_sasl(void *arg, enum auth_sasl_result result, const void *challenge, size_t len, const char *user)
 {
 	struct pop3d_conn *c = arg;
-	struct auth_sasl_reply r;
-	const char *parse_error = NULL;
 
-	if (c->gone || c->sasl_session == 0) {
-		conn_unref(c);
-		return;
-	}
-	if (reply == NULL || auth_parse_sasl(reply, &r, &parse_error) < 0) {
-		log_warn("SASL exchange with auth failed: %s", reply == NULL ? error : parse_error);
-		c->sasl_session = 0;
-		pop3_session_auth_done(c->s, POP3_AUTH_TEMP, NULL, 0, NULL);
-		conn_unref(c);
-		return;
-	}
-	if (r.result != AUTH_SASL_CONTINUE)
-		c->sasl_session = 0;
-	switch (r.result) {
-	case AUTH_SASL_CONTINUE:
-		pop3_session_auth_done(c->s, POP3_AUTH_CONTINUE, r.challenge, r.challenge_len, NULL);
-		break;
-	case AUTH_SASL_OK:
-		if (r.user == NULL || r.user[0] == '\0') {
-			log_warn("SASL exchange with auth: success without a user name");
-			pop3_session_auth_done(c->s, POP3_AUTH_TEMP, NULL, 0, NULL);
-			break;
-		}
-		pop3_session_auth_done(c->s, POP3_AUTH_OK, NULL, 0, r.user);
-		break;
-	case AUTH_SASL_ENCRYPT:
-		pop3_session_auth_done(c->s, POP3_AUTH_ENCRYPT, NULL, 0, NULL);
-		break;
-	case AUTH_SASL_TEMP:
-		pop3_session_auth_done(c->s, POP3_AUTH_TEMP, NULL, 0, NULL);
-		break;
-	default:
-		pop3_session_auth_done(c->s, POP3_AUTH_FAIL, NULL, 0, NULL);
-		break;
+	if (!c->gone && c->sasl_session != 0) {
+		if (result != AUTH_SASL_CONTINUE)
+			c->sasl_session = 0;
+		pop3_session_auth_done(c->s, pop3_answer[result], challenge, len, user);
 	}
 	conn_unref(c);
 }
@@ -321,48 +293,31 @@ static void on_sasl(const struct ipc_msg *reply, const char *error, void *arg)
 static void cb_auth(void *ctx, const char *mech, const void *resp, size_t len, bool has_resp)
 {
 	struct pop3d_conn *c = ctx;
-	struct buf req = BUF_INIT;
 
-	c->sasl_session = ++c->d->sasl_sessions;
+	c->sasl_session = sasl_relay_new_session();
 	c->refs++;
-	ipc_begin(&req);
 	/* "secure": the password may travel (TLS, or the operator allows it) */
-	auth_put_sasl_start(&req, c->sasl_session, AUTH_SASL_SERVICE_POP, mech, resp, len, has_resp, c->client_addr,
-			    c->tls || c->d->params->pop3d_auth_plaintext);
-	ipc_async_request(c->d->sasl, &req, -1, on_sasl, c);
-	buf_free(&req);
+	sasl_relay_start(c->d->sasl, c->sasl_session, AUTH_SASL_SERVICE_POP, mech, resp, len, has_resp,
+			 c->client_addr, c->tls || c->d->params->pop3d_auth_plaintext, on_sasl, c);
 }
 
 static void cb_auth_step(void *ctx, const void *resp, size_t len)
 {
 	struct pop3d_conn *c = ctx;
-	struct buf req = BUF_INIT;
 
 	c->refs++;
-	ipc_begin(&req);
-	auth_put_sasl_step(&req, c->sasl_session, resp, len);
-	ipc_async_request(c->d->sasl, &req, -1, on_sasl, c);
-	buf_free(&req);
+	sasl_relay_step(c->d->sasl, c->sasl_session, resp, len, on_sasl, c);
 }
 
-static void on_sasl_cancelled(const struct ipc_msg *reply, const char *error, void *arg)
-{
-	(void)reply;
-	(void)error;
-	(void)arg;
-}
-
+/* cb_auth_cancel - the client gave up (or went away): auth forgets the
+ * exchange; an answer still on its way finds no session here. */
 static void cb_auth_cancel(void *ctx)
 {
 	struct pop3d_conn *c = ctx;
-	struct buf req = BUF_INIT;
 
 	if (c->sasl_session == 0)
 		return;
-	ipc_begin(&req);
-	auth_put_sasl_cancel(&req, c->sasl_session);
-	ipc_async_request(c->d->sasl, &req, -1, on_sasl_cancelled, NULL);
-	buf_free(&req);
+	sasl_relay_cancel(c->d->sasl, c->sasl_session);
 	c->sasl_session = 0;
 }
 

@@ -60,7 +60,6 @@ struct smtpd {
 	struct ipc_async *sasl;    /* auth's SASL socket */
 	char *mechs_clear;         /* AUTH offer before TLS, NULL: none */
 	char *mechs_tls;           /* AUTH offer over TLS, NULL: none */
-	long long sasl_sessions;   /* numbers the SASL exchanges of this process */
 };
 
 /* The service names that select a mode. */

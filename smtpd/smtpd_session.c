@@ -7,6 +7,7 @@
 #include "../libmail/addr.h"
 #include "../libmail/auth_proto.h"
 #include "../libmail/queue_id.h"
+#include "../libmail/sasl_relay.h"
 #include "../libmail/smtp_reply.h"
 #include "../libutil/fileop_pool.h"
 #include "../libutil/fileutil.h"
@@ -733,48 +734,20 @@ static void tls_ready(struct smtpd_conn *c)
 
 /* ---- SASL, through auth ------------------------------------------------ */
 
-static void on_sasl(const struct ipc_msg *reply, const char *error, void *arg)
+/* The engine's answers, by auth's verdict. */
+static const enum smtp_auth_answer smtp_answer[] = {
+	[AUTH_SASL_CONTINUE] = SMTP_AUTH_CONTINUE, [AUTH_SASL_OK] = SMTP_AUTH_OK, [AUTH_SASL_FAIL] = SMTP_AUTH_FAIL,
+	[AUTH_SASL_ENCRYPT] = SMTP_AUTH_ENCRYPT, [AUTH_SASL_TEMP] = SMTP_AUTH_TEMP,
+};
+
+static void on_sasl(void *arg, enum auth_sasl_result result, const void *challenge, size_t len, const char *user)
 {
 	struct smtpd_conn *c = arg;
-	struct auth_sasl_reply r;
-	const char *parse_error = NULL;
 
-	if (c->gone || c->sasl_session == 0) {
-		conn_unref(c);
-		return;
-	}
-	if (reply == NULL || auth_parse_sasl(reply, &r, &parse_error) < 0) {
-		log_warn("SASL exchange with auth failed: %s", reply == NULL ? error : parse_error);
-		c->sasl_session = 0;
-		smtp_session_auth_done(c->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
-		conn_unref(c);
-		return;
-	}
-	switch (r.result) {
-	case AUTH_SASL_CONTINUE:
-		smtp_session_auth_done(c->s, SMTP_AUTH_CONTINUE, r.challenge, r.challenge_len, NULL);
-		break;
-	case AUTH_SASL_OK:
-		c->sasl_session = 0;
-		if (r.user == NULL || r.user[0] == '\0') {
-			log_warn("SASL exchange with auth: success without a user name");
-			smtp_session_auth_done(c->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
-			break;
-		}
-		smtp_session_auth_done(c->s, SMTP_AUTH_OK, NULL, 0, r.user);
-		break;
-	case AUTH_SASL_ENCRYPT:
-		c->sasl_session = 0;
-		smtp_session_auth_done(c->s, SMTP_AUTH_ENCRYPT, NULL, 0, NULL);
-		break;
-	case AUTH_SASL_TEMP:
-		c->sasl_session = 0;
-		smtp_session_auth_done(c->s, SMTP_AUTH_TEMP, NULL, 0, NULL);
-		break;
-	default:
-		c->sasl_session = 0;
-		smtp_session_auth_done(c->s, SMTP_AUTH_FAIL, NULL, 0, NULL);
-		break;
+	if (!c->gone && c->sasl_session != 0) {
+		if (result != AUTH_SASL_CONTINUE)
+			c->sasl_session = 0;
+		smtp_session_auth_done(c->s, smtp_answer[result], challenge, len, user);
 	}
 	conn_unref(c);
 }
@@ -782,35 +755,20 @@ static void on_sasl(const struct ipc_msg *reply, const char *error, void *arg)
 static void cb_auth_start(void *ctx, const char *mech, const void *resp, size_t len, bool has_resp)
 {
 	struct smtpd_conn *c = ctx;
-	struct buf req = BUF_INIT;
 
-	c->sasl_session = ++c->d->sasl_sessions;
+	c->sasl_session = sasl_relay_new_session();
 	c->refs++;
-	ipc_begin(&req);
 	/* "secure": the password may travel (TLS, or the operator allows it) */
-	auth_put_sasl_start(&req, c->sasl_session, AUTH_SASL_SERVICE_SMTP, mech, resp, len, has_resp, c->client_addr,
-			    c->tls || c->d->params->smtpd_auth_plaintext);
-	ipc_async_request(c->d->sasl, &req, -1, on_sasl, c);
-	buf_free(&req);
+	sasl_relay_start(c->d->sasl, c->sasl_session, AUTH_SASL_SERVICE_SMTP, mech, resp, len, has_resp,
+			 c->client_addr, c->tls || c->d->params->smtpd_auth_plaintext, on_sasl, c);
 }
 
 static void cb_auth_step(void *ctx, const void *resp, size_t len)
 {
 	struct smtpd_conn *c = ctx;
-	struct buf req = BUF_INIT;
 
 	c->refs++;
-	ipc_begin(&req);
-	auth_put_sasl_step(&req, c->sasl_session, resp, len);
-	ipc_async_request(c->d->sasl, &req, -1, on_sasl, c);
-	buf_free(&req);
-}
-
-static void on_sasl_cancelled(const struct ipc_msg *reply, const char *error, void *arg)
-{
-	(void)reply;
-	(void)error;
-	(void)arg;
+	sasl_relay_step(c->d->sasl, c->sasl_session, resp, len, on_sasl, c);
 }
 
 /* cb_auth_cancel - the client gave up (or went away): auth forgets the
@@ -818,14 +776,10 @@ static void on_sasl_cancelled(const struct ipc_msg *reply, const char *error, vo
 static void cb_auth_cancel(void *ctx)
 {
 	struct smtpd_conn *c = ctx;
-	struct buf req = BUF_INIT;
 
 	if (c->sasl_session == 0)
 		return;
-	ipc_begin(&req);
-	auth_put_sasl_cancel(&req, c->sasl_session);
-	ipc_async_request(c->d->sasl, &req, -1, on_sasl_cancelled, NULL);
-	buf_free(&req);
+	sasl_relay_cancel(c->d->sasl, c->sasl_session);
 	c->sasl_session = 0;
 }
 
