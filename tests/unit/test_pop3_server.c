@@ -168,7 +168,7 @@ static void drain(struct fake *f)
 static void fake_mailbox(struct fake *f, int result)
 {
 	struct pop3_message msgs[8];
-	char uidls[8][16];
+	char uidls[8][32];
 
 	for (size_t i = 0; i < f->nmsgs; i++) {
 		struct pop3_size z;
