@@ -12,7 +12,7 @@
  * Re-entrancy, as in smtp_server.c: callbacks may call back into the
  * engine. *_done inside a callback records the answer and responds; the
  * loop already running goes on. Input given while any engine call is on
- * the stack (s->depth counts them) waits in s->in_later until the engine
+ * the stack (s->depth counts them) waits in s->in.later until the engine
  * is between steps. pop3_session_free inside a callback marks the
  * session dead: no callback is made after that (but the close_message a
  * message is owed), and the memory goes when the outermost engine call
@@ -27,6 +27,7 @@
 #include "sasl_mechs.h"
 #include "../libutil/base64.h"
 #include "../libutil/buf.h"
+#include "../libutil/inbuf.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
 #include "../libutil/pool.h"
@@ -52,8 +53,6 @@
 #define UIDL_MAX 70
 /* A message number has at most this many digits (more is no message). */
 #define MSGNUM_DIGITS 10
-/* Compact the input buffer once this much of it has been read. */
-#define IN_COMPACT 4096
 /* LIST and UIDL go out in slices of about this size. */
 #define LISTING_SLICE 8192
 
@@ -178,9 +177,7 @@ struct pop3_session {
 	bool logged_disconnect;
 	char verb_log[24]; /* the current verb, sanitised, for log lines */
 
-	struct buf in; /* unprocessed input, from in_off */
-	size_t in_off;
-	struct buf in_later; /* input given from inside a callback */
+	struct inbuf in;     /* unprocessed input */
 	struct buf line;     /* the command line being handled */
 	int errors;
 
@@ -241,8 +238,7 @@ static void wipe(struct buf *b)
 
 static void destroy(struct pop3_session *s)
 {
-	buf_free(&s->in);
-	buf_free(&s->in_later);
+	inbuf_free(&s->in);
 	wipe(&s->line);
 	buf_free(&s->line);
 	buf_free(&s->user_arg);
@@ -325,63 +321,6 @@ static const char *log_name(char *out, size_t size, const struct buf *name)
 	return out;
 }
 
-/* ---- input buffer ------------------------------------------------- */
-
-static const uint8_t *in_data(const struct pop3_session *s)
-{
-	/* Nothing buffered yet: no pointer arithmetic on NULL. */
-	return s->in.data != NULL ? s->in.data + s->in_off : (const uint8_t *)"";
-}
-
-static size_t in_len(const struct pop3_session *s)
-{
-	return s->in.len - s->in_off;
-}
-
-static void in_skip(struct pop3_session *s, size_t n)
-{
-	s->in_off += n;
-	if (s->in_off == s->in.len) {
-		buf_reset(&s->in);
-		s->in_off = 0;
-	}
-}
-
-static void in_compact(struct pop3_session *s)
-{
-	if (s->in_off > 0) {
-		buf_consume(&s->in, s->in_off);
-		s->in_off = 0;
-	}
-}
-
-/* in_merge_later - append what arrived during callbacks (only called
- * where no pointer into s->in is held). */
-static void in_merge_later(struct pop3_session *s)
-{
-	if (s->in_later.len > 0) {
-		if (s->in_off > IN_COMPACT)
-			in_compact(s);
-		buf_append(&s->in, s->in_later.data, s->in_later.len);
-		buf_reset(&s->in_later);
-	}
-}
-
-static size_t in_held(const struct pop3_session *s)
-{
-	return in_len(s) + s->in_later.len;
-}
-
-/* discard_input - throw away everything the client sent so far. */
-static size_t discard_input(struct pop3_session *s)
-{
-	size_t n = in_held(s);
-
-	in_skip(s, in_len(s));
-	buf_reset(&s->in_later);
-	return n;
-}
-
 /* blocked - whether the engine cannot take commands now. */
 static bool blocked(const struct pop3_session *s)
 {
@@ -394,10 +333,10 @@ static void flow_update(struct pop3_session *s)
 {
 	if (s->cb.flow == NULL || s->dead || s->state == S_CLOSED)
 		return;
-	if (!s->paused && blocked(s) && in_held(s) > POP3_INPUT_HIGH) {
+	if (!s->paused && blocked(s) && inbuf_held(&s->in) > POP3_INPUT_HIGH) {
 		s->paused = true;
 		s->cb.flow(s->ctx, true);
-	} else if (s->paused && (!blocked(s) || in_held(s) <= POP3_INPUT_HIGH / 2)) {
+	} else if (s->paused && (!blocked(s) || inbuf_held(&s->in) <= POP3_INPUT_HIGH / 2)) {
 		s->paused = false;
 		s->cb.flow(s->ctx, false);
 	}
@@ -782,19 +721,19 @@ static void handle_line(struct pop3_session *s, const char *line, size_t len)
  * ends a line too: a common client bug, harmless here. */
 static int next_line(struct pop3_session *s)
 {
-	const uint8_t *data = in_data(s), *lf;
-	size_t len = in_len(s), text;
+	const uint8_t *data = inbuf_data(&s->in), *lf;
+	size_t len = inbuf_len(&s->in), text;
 
 	lf = len > 0 ? memchr(data, '\n', len) : NULL;
 	while (s->discard_line) {
 		if (lf == NULL) {
-			in_skip(s, len);
+			inbuf_skip(&s->in, len);
 			return 0;
 		}
-		in_skip(s, (size_t)(lf - data) + 1);
+		inbuf_skip(&s->in, (size_t)(lf - data) + 1);
 		s->discard_line = false;
-		data = in_data(s);
-		len = in_len(s);
+		data = inbuf_data(&s->in);
+		len = inbuf_len(&s->in);
 		lf = len > 0 ? memchr(data, '\n', len) : NULL;
 	}
 	if (lf == NULL && len < LINE_MAX_AUTH)
@@ -804,7 +743,7 @@ static int next_line(struct pop3_session *s)
 	if (lf == NULL) {
 		/* No line end in sight, and no line may be this long:
 		 * answer now and skip to the next line end. */
-		in_skip(s, len);
+		inbuf_skip(&s->in, len);
 		s->discard_line = true;
 		return -1;
 	}
@@ -813,7 +752,7 @@ static int next_line(struct pop3_session *s)
 		text--;
 	wipe(&s->line);
 	buf_append(&s->line, data, text);
-	in_skip(s, (size_t)(lf - data) + 1);
+	inbuf_skip(&s->in, (size_t)(lf - data) + 1);
 	return 1;
 }
 
@@ -888,7 +827,7 @@ static void process(struct pop3_session *s)
 	while (!s->dead && !s->out_blocked) {
 		bool progress;
 
-		in_merge_later(s);
+		inbuf_merge_later(&s->in);
 		if (s->job != J_NONE)
 			progress = job_step(s);
 		else if (s->wait != W_NONE)
@@ -899,15 +838,14 @@ static void process(struct pop3_session *s)
 			progress = sasl_step(s);
 		else
 			break;
-		if (!progress && s->in_later.len == 0)
+		if (!progress && s->in.later.len == 0)
 			break;
 	}
 	s->processing = false;
 	if (s->dead)
 		return;
-	if (s->in_off > IN_COMPACT || (s->in_off > 0 && in_len(s) < s->in_off))
-		in_compact(s);
-	if (s->state != S_CLOSED && in_held(s) > POP3_INPUT_MAX) {
+	inbuf_tidy(&s->in);
+	if (s->state != S_CLOSED && inbuf_held(&s->in) > POP3_INPUT_MAX) {
 		log_event(s, "too much pipelined input from %s", s->client_log);
 		/* In the middle of a multi-line response an -ERR would read
 		 * as part of it: then just close. */
@@ -1067,7 +1005,7 @@ static void cmd_stls(struct pop3_session *s, const char *args, size_t len)
 	 * clear and could have been injected by anyone on the path
 	 * (CVE-2011-0411 in SMTP; the same bug has been found in POP3 and
 	 * IMAP servers since): it must never be taken as sent over TLS. */
-	s->tls_discarded = discard_input(s);
+	s->tls_discarded = inbuf_discard(&s->in);
 	forget_user_arg(s);
 	reply(s, "+OK Begin TLS negotiation");
 	enter_state(s, S_TLS);
@@ -1356,14 +1294,11 @@ void pop3_session_input(struct pop3_session *s, const void *data, size_t len)
 	}
 	if (s->depth > 0) {
 		/* From inside a callback: later, between steps. */
-		buf_append(&s->in_later, data, len);
+		inbuf_add(&s->in, data, len, true);
 		return;
 	}
 	enter(s);
-	in_merge_later(s);
-	if (s->in_off > IN_COMPACT)
-		in_compact(s);
-	buf_append(&s->in, data, len);
+	inbuf_add(&s->in, data, len, false);
 	process(s);
 	leave(s);
 }

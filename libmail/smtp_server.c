@@ -11,7 +11,7 @@
  * Re-entrancy: callbacks may call back into the engine. *_done inside a
  * callback only records the answer and replies; the loop already running
  * goes on. Input given while any engine call is on the stack (s->depth
- * counts them) waits in s->in_later until the engine is between steps:
+ * counts them) waits in s->in.later until the engine is between steps:
  * nothing moves under the pointers the loop holds, and no command runs
  * half-way through a state change. smtp_session_free inside a callback
  * marks the session dead: no callback is made after that, and the
@@ -29,6 +29,7 @@
 #include "smtp_reply.h"
 #include "../libutil/base64.h"
 #include "../libutil/buf.h"
+#include "../libutil/inbuf.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
 #include "../libutil/pool.h"
@@ -62,8 +63,6 @@
  * accepted messages before each further one counts as an error. */
 #define JUNK_LIMIT 100
 
-/* Compact the input buffer once this much of it has been read. */
-#define IN_COMPACT 4096
 
 enum session_state {
 	S_NEW,   /* before smtp_session_start */
@@ -171,9 +170,7 @@ struct smtp_session {
 	bool discard_line; /* skipping the rest of an overlong line */
 	bool logged_disconnect;
 
-	struct buf in;       /* unprocessed input, from in_off */
-	size_t in_off;
-	struct buf in_later; /* input given from inside a callback */
+	struct inbuf in;     /* unprocessed input */
 	struct buf line;     /* the command line being handled */
 	struct buf helo;
 	enum helo_mode helo_mode;
@@ -229,8 +226,7 @@ static void enter(struct smtp_session *s)
 static void destroy(struct smtp_session *s)
 {
 	smtp_data_free(&s->scanner);
-	buf_free(&s->in);
-	buf_free(&s->in_later);
+	inbuf_free(&s->in);
 	buf_free(&s->line);
 	buf_free(&s->helo);
 	free(s->rcpts);
@@ -300,53 +296,6 @@ static void log_event(struct smtp_session *s, const char *fmt, ...)
 	buf_free(&line);
 }
 
-/* ---- input buffer ------------------------------------------------- */
-
-static const uint8_t *in_data(const struct smtp_session *s)
-{
-	/* Nothing buffered yet: no pointer arithmetic on NULL. */
-	return s->in.data != NULL ? s->in.data + s->in_off : (const uint8_t *)"";
-}
-
-static size_t in_len(const struct smtp_session *s)
-{
-	return s->in.len - s->in_off;
-}
-
-static void in_skip(struct smtp_session *s, size_t n)
-{
-	s->in_off += n;
-	if (s->in_off == s->in.len) {
-		buf_reset(&s->in);
-		s->in_off = 0;
-	}
-}
-
-static void in_compact(struct smtp_session *s)
-{
-	if (s->in_off > 0) {
-		buf_consume(&s->in, s->in_off);
-		s->in_off = 0;
-	}
-}
-
-/* in_merge_later - append what arrived during callbacks (only called
- * where no pointer into s->in is held). */
-static void in_merge_later(struct smtp_session *s)
-{
-	if (s->in_later.len > 0) {
-		if (s->in_off > IN_COMPACT)
-			in_compact(s);
-		buf_append(&s->in, s->in_later.data, s->in_later.len);
-		buf_reset(&s->in_later);
-	}
-}
-
-static size_t in_held(const struct smtp_session *s)
-{
-	return in_len(s) + s->in_later.len;
-}
-
 /* flow_update - tell the application to stop or resume reading. */
 static void flow_update(struct smtp_session *s)
 {
@@ -354,10 +303,10 @@ static void flow_update(struct smtp_session *s)
 
 	if (s->cb.flow == NULL || s->dead || s->state == S_CLOSED)
 		return;
-	if (!s->paused && blocked && in_held(s) > SMTP_INPUT_HIGH) {
+	if (!s->paused && blocked && inbuf_held(&s->in) > SMTP_INPUT_HIGH) {
 		s->paused = true;
 		s->cb.flow(s->ctx, true);
-	} else if (s->paused && (!blocked || in_held(s) <= SMTP_INPUT_HIGH / 2)) {
+	} else if (s->paused && (!blocked || inbuf_held(&s->in) <= SMTP_INPUT_HIGH / 2)) {
 		s->paused = false;
 		s->cb.flow(s->ctx, false);
 	}
@@ -747,10 +696,10 @@ static bool data_step(struct smtp_session *s)
 {
 	size_t n;
 
-	if (in_len(s) == 0)
+	if (inbuf_len(&s->in) == 0)
 		return false;
-	n = smtp_data_feed(s->scanner, in_data(s), in_len(s));
-	in_skip(s, n);
+	n = smtp_data_feed(s->scanner, inbuf_data(&s->in), inbuf_len(&s->in));
+	inbuf_skip(&s->in, n);
 	if (s->state != S_DATA || !smtp_data_ended(s->scanner))
 		return s->state != S_DATA;
 	enter_state(s, S_CMD);
@@ -762,15 +711,15 @@ static bool data_step(struct smtp_session *s)
 static bool bdat_step(struct smtp_session *s)
 {
 	if (s->chunk_left > 0) {
-		size_t take = in_len(s);
+		size_t take = inbuf_len(&s->in);
 
 		if (take == 0)
 			return false;
 		if (take > s->chunk_left)
 			take = (size_t)s->chunk_left;
 		if (!s->chunk_discard)
-			smtp_data_feed(s->scanner, in_data(s), take);
-		in_skip(s, take);
+			smtp_data_feed(s->scanner, inbuf_data(&s->in), take);
+		inbuf_skip(&s->in, take);
 		s->chunk_left -= take;
 		if (s->state != S_BDAT)
 			return true;
@@ -849,16 +798,16 @@ static void handle_line(struct smtp_session *s, const char *line, size_t len)
 /* command_step - one command line if a whole one is there. */
 static bool command_step(struct smtp_session *s)
 {
-	const uint8_t *data = in_data(s), *lf;
-	size_t len = in_len(s), total, text;
+	const uint8_t *data = inbuf_data(&s->in), *lf;
+	size_t len = inbuf_len(&s->in), total, text;
 
 	lf = len > 0 ? memchr(data, '\n', len) : NULL;
 	if (s->discard_line) {
 		if (lf == NULL) {
-			in_skip(s, len);
+			inbuf_skip(&s->in, len);
 			return false;
 		}
-		in_skip(s, (size_t)(lf - data) + 1);
+		inbuf_skip(&s->in, (size_t)(lf - data) + 1);
 		s->discard_line = false;
 		return true;
 	}
@@ -867,7 +816,7 @@ static bool command_step(struct smtp_session *s)
 			return false;
 		/* No line end in sight, and no command may be this long:
 		 * answer now and skip to the next line end. */
-		in_skip(s, len);
+		inbuf_skip(&s->in, len);
 		s->discard_line = true;
 		s->cur_cmd = CMD_UNKNOWN;
 		s->stat_total[CMD_UNKNOWN]++;
@@ -884,7 +833,7 @@ static bool command_step(struct smtp_session *s)
 	 * input given then must not move it. */
 	buf_reset(&s->line);
 	buf_append(&s->line, data, text);
-	in_skip(s, total);
+	inbuf_skip(&s->in, total);
 	handle_line(s, (const char *)s->line.data, s->line.len);
 	return true;
 }
@@ -900,7 +849,7 @@ static void process(struct smtp_session *s)
 	while (runnable(s)) {
 		bool progress;
 
-		in_merge_later(s);
+		inbuf_merge_later(&s->in);
 		if (s->state == S_DATA)
 			progress = data_step(s);
 		else if (s->state == S_BDAT)
@@ -909,15 +858,14 @@ static void process(struct smtp_session *s)
 			progress = auth_line_step(s);
 		else
 			progress = command_step(s);
-		if (!progress && s->in_later.len == 0)
+		if (!progress && s->in.later.len == 0)
 			break;
 	}
 	s->processing = false;
 	if (s->dead)
 		return;
-	if (s->in_off > IN_COMPACT || (s->in_off > 0 && in_len(s) < s->in_off))
-		in_compact(s);
-	if (s->state != S_CLOSED && in_held(s) > SMTP_INPUT_MAX) {
+	inbuf_tidy(&s->in);
+	if (s->state != S_CLOSED && inbuf_held(&s->in) > SMTP_INPUT_MAX) {
 		log_event(s, "too much pipelined input from %s", s->client_log);
 		send_reply(s, R_INPUT_OVERFLOW, NULL, NULL);
 	}
@@ -1173,16 +1121,6 @@ static void cmd_vrfy(struct smtp_session *s, const char *args, size_t len)
 	send_reply(s, R_VRFY, NULL, NULL);
 }
 
-/* discard_input - throw away everything the client sent so far. */
-static size_t discard_input(struct smtp_session *s)
-{
-	size_t n = in_len(s) + s->in_later.len;
-
-	in_skip(s, in_len(s));
-	buf_reset(&s->in_later);
-	return n;
-}
-
 static void cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 {
 	size_t dropped;
@@ -1200,7 +1138,7 @@ static void cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 	/* What the client sent after STARTTLS, before the handshake, came
 	 * in clear and could have been injected by anyone on the path
 	 * (CVE-2011-0411): it must never be taken as sent over TLS. */
-	dropped = discard_input(s);
+	dropped = inbuf_discard(&s->in);
 	if (dropped > 0)
 		log_event(s, "discarded %zu octets sent after STARTTLS by %s", dropped, s->client_log);
 	trans_reset(s);
@@ -1300,8 +1238,8 @@ static void cmd_auth(struct smtp_session *s, const char *args, size_t len)
  * line is there. */
 static bool auth_line_step(struct smtp_session *s)
 {
-	const uint8_t *data = in_data(s), *lf;
-	size_t len = in_len(s), text;
+	const uint8_t *data = inbuf_data(&s->in), *lf;
+	size_t len = inbuf_len(&s->in), text;
 	struct buf resp = BUF_INIT;
 
 	lf = len > 0 ? memchr(data, '\n', len) : NULL;
@@ -1309,7 +1247,7 @@ static bool auth_line_step(struct smtp_session *s)
 		/* RFC 4954 4: 500 5.5.6 for an overlong line, whether or not
 		 * its end came with it; the exchange is over, the rest of the
 		 * line is skipped. */
-		in_skip(s, lf == NULL ? len : (size_t)(lf - data) + 1);
+		inbuf_skip(&s->in, lf == NULL ? len : (size_t)(lf - data) + 1);
 		s->discard_line = lf == NULL;
 		enter_state(s, S_CMD);
 		auth_abandon(s);
@@ -1323,7 +1261,7 @@ static bool auth_line_step(struct smtp_session *s)
 		text--;
 	buf_reset(&s->line);
 	buf_append(&s->line, data, text);
-	in_skip(s, (size_t)(lf - data) + 1);
+	inbuf_skip(&s->in, (size_t)(lf - data) + 1);
 	enter_state(s, S_CMD);
 	if (s->line.len == 1 && s->line.data[0] == '*') {
 		auth_abandon(s);
@@ -1409,14 +1347,11 @@ void smtp_session_input(struct smtp_session *s, const void *data, size_t len)
 	}
 	if (s->depth > 0) {
 		/* From inside a callback: later, between steps. */
-		buf_append(&s->in_later, data, len);
+		inbuf_add(&s->in, data, len, true);
 		return;
 	}
 	enter(s);
-	in_merge_later(s);
-	if (s->in_off > IN_COMPACT)
-		in_compact(s);
-	buf_append(&s->in, data, len);
+	inbuf_add(&s->in, data, len, false);
 	process(s);
 	leave(s);
 }
