@@ -83,7 +83,7 @@ static int run(const struct fileop *op)
 	case FILEOP_FSYNC:
 		return fsync(op->fd) < 0 ? errno : 0;
 	case FILEOP_UNLINK:
-		return unlink(op->path) < 0 ? errno : 0;
+		return unlinkat(op->fd, op->path, 0) < 0 ? errno : 0;
 	case FILEOP_RECYCLE:
 		if (truncate(op->path, 0) < 0 && errno == ENOENT)
 			return ENOENT;
@@ -202,11 +202,16 @@ void fileop_fsync(struct fileop_pool *p, int fd, fileop_done_fn *done, void *arg
 
 void fileop_unlink(struct fileop_pool *p, const char *path, fileop_done_fn *done, void *arg)
 {
+	fileop_unlinkat(p, AT_FDCWD, path, done, arg);
+}
+
+void fileop_unlinkat(struct fileop_pool *p, int dir_fd, const char *name, fileop_done_fn *done, void *arg)
+{
 	struct fileop *op = xnew(struct fileop);
 
 	op->kind = FILEOP_UNLINK;
-	op->fd = -1;
-	op->path = xstrdup(path);
+	op->fd = dir_fd;
+	op->path = xstrdup(name);
 	op->done = done;
 	op->arg = arg;
 	submit(p, op);

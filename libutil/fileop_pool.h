@@ -26,6 +26,10 @@ void fileop_fsync(struct fileop_pool *p, int fd, fileop_done_fn *done, void *arg
 
 /* fileop_unlink - unlink(path) (path is copied); done may be NULL. */
 void fileop_unlink(struct fileop_pool *p, const char *path, fileop_done_fn *done, void *arg);
+/* fileop_unlinkat - unlinkat(dir_fd, name, 0): a name in a directory
+ * opened without following symlinks; dir_fd must stay open until done
+ * runs. */
+void fileop_unlinkat(struct fileop_pool *p, int dir_fd, const char *name, fileop_done_fn *done, void *arg);
 
 /* fileop_recycle - empty the file at path (truncate to 0) and rename it
  * to `to`; if the rename fails, unlink path instead. err is that of the

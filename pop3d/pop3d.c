@@ -8,6 +8,7 @@
 #include "pop3d.h"
 #include "../libmail/auth_proto.h"
 #include "../libmail/sasl_mechs.h"
+#include "../libutil/fileop_pool.h"
 #include "../libutil/ipc_async.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
@@ -80,6 +81,7 @@ static int pop3d_post_jail(struct service_ctx *ctx, char **error_r)
 		.plaintext_auth = params.pop3d_auth_plaintext,
 	};
 	d->sasl = ipc_async_new(ctx->base, POP3D_SASL_SOCKET, AUTH_SASL_PROTOCOL, AUTH_SASL_TIMEOUT_S);
+	d->fileops = fileop_pool_new(ctx->base, POP3D_FILEOP_THREADS);
 	return 0;
 }
 
@@ -110,6 +112,7 @@ int main(int argc, char **argv)
 	};
 	int rc = service_main(argc, argv, &desc);
 
+	fileop_pool_free(&pop3d.fileops);
 	ipc_async_free(&pop3d.sasl);
 	tls_server_free(&pop3d.tls);
 	if (pop3d.root_fd >= 0)

@@ -7,6 +7,7 @@
 #include "../libmail/params.h"
 #include "../libmail/pop3_server.h"
 
+struct fileop_pool;
 struct ipc_async;
 struct service_ctx;
 struct tls_server;
@@ -15,6 +16,8 @@ struct pop3d_conn;
 /* The service name that serves implicit TLS (995); any other name
  * (pop3, 110) offers STLS. */
 #define POP3D_POP3S_SERVICE "pop3s"
+/* Threads that remove deleted messages (an unlink may wait for the disk). */
+#define POP3D_FILEOP_THREADS 4
 /* auth's SASL socket inside the jail (master.conf: mailbox/sasl), relative
  * to mail_root, pop3d's working directory whether chrooted or not. */
 #define POP3D_SASL_SOCKET ".yubin/sasl"
@@ -27,6 +30,7 @@ struct pop3d {
 	bool implicit_tls;        /* pop3s */
 	struct ipc_async *sasl;
 	int root_fd;              /* mail_root */
+	struct fileop_pool *fileops; /* removes the messages deleted at QUIT */
 	struct pop3d_conn *conns; /* open connections (for shutdown) */
 };
 

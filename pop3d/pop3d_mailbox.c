@@ -3,6 +3,7 @@
 #include "config.h"
 #include "pop3d_mailbox.h"
 #include "../libmail/maildir.h"
+#include "../libutil/fileop_pool.h"
 #include "../libutil/log.h"
 #include "../libutil/mem.h"
 
@@ -238,44 +239,101 @@ int pop3_mailbox_open_message(struct pop3_mailbox *mb, size_t i)
 	return fd;
 }
 
-int pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted, size_t count, size_t *removed_r,
-			 char **error_r)
+/* One expunge, and one removal of it. */
+struct expunge {
+	struct pop3_mailbox *mb;
+	struct fileop_pool *pool;
+	size_t pending;
+	long long bytes, files;
+	size_t removed;
+	int failures, first_errno;
+	pop3_expunge_done_fn *done;
+	void *arg;
+};
+
+struct removal {
+	struct expunge *x;
+	size_t index;
+	bool looked; /* searched for it under another name already */
+};
+
+static void expunge_end(struct expunge *x)
 {
-	long long bytes = 0, files = 0;
-	int failures = 0, first_errno = 0;
 	char *error = NULL;
 
-	*removed_r = 0;
-	for (size_t i = 0; i < count && i < mb->count; i++) {
-		struct pop3_mail *m = &mb->mails[i];
-		int rc;
-
-		if (!deleted[i])
-			continue;
-		rc = unlinkat(m->in_cur ? mb->md->cur_fd : mb->md->new_fd, m->name, 0);
-		if (rc < 0 && errno == ENOENT && find_moved(mb, m) == 0)
-			rc = unlinkat(m->in_cur ? mb->md->cur_fd : mb->md->new_fd, m->name, 0);
-		if (rc < 0 && errno != ENOENT) {
-			if (failures++ == 0)
-				first_errno = errno;
-			continue;
-		}
-		if (rc == 0) {
-			bytes += m->size;
-			files++;
-		}
-		(*removed_r)++;
-	}
-	if (files > 0 && maildir_quota_add(mb->md, -1, -bytes, -files, &error) < 0) {
+	if (x->files > 0 && maildir_quota_add(x->mb->md, -1, -x->bytes, -x->files, &error) < 0) {
 		/* Only the quota cache is off: it is rebuilt when found wrong. */
 		log_warn("%s", error);
 		free(error);
+		error = NULL;
 	}
-	if (failures > 0) {
-		*error_r = xasprintf("%s: %d message(s) not removed: %s", mb->md->name, failures, strerror(first_errno));
-		return -1;
+	if (x->failures > 0)
+		error = xasprintf("%s: %d message(s) not removed: %s", x->mb->md->name, x->failures,
+				  strerror(x->first_errno));
+	x->done(x->arg, x->failures == 0, x->removed, error);
+	free(x);
+}
+
+static void remove_one(struct removal *r);
+
+static void on_removed(int err, void *arg)
+{
+	struct removal *r = arg;
+	struct expunge *x = r->x;
+	struct pop3_mail *m = &x->mb->mails[r->index];
+
+	if (err == ENOENT && !r->looked) {
+		/* moved or renamed by another client meanwhile? */
+		r->looked = true;
+		if (find_moved(x->mb, m) == 0) {
+			remove_one(r);
+			return;
+		}
 	}
-	return 0;
+	if (err == 0) {
+		x->bytes += m->size;
+		x->files++;
+	}
+	if (err == 0 || err == ENOENT) {
+		x->removed++;
+	} else if (x->failures++ == 0) {
+		x->first_errno = err;
+	}
+	free(r);
+	if (--x->pending == 0)
+		expunge_end(x);
+}
+
+static void remove_one(struct removal *r)
+{
+	struct pop3_mail *m = &r->x->mb->mails[r->index];
+
+	fileop_unlinkat(r->x->pool, m->in_cur ? r->x->mb->md->cur_fd : r->x->mb->md->new_fd, m->name, on_removed, r);
+}
+
+void pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted, size_t count, struct fileop_pool *pool,
+			  pop3_expunge_done_fn *done, void *arg)
+{
+	struct expunge *x = xnew(struct expunge);
+
+	x->mb = mb;
+	x->pool = pool;
+	x->done = done;
+	x->arg = arg;
+	x->pending = 1; /* until every removal is submitted */
+	for (size_t i = 0; i < count && i < mb->count; i++) {
+		struct removal *r;
+
+		if (!deleted[i])
+			continue;
+		r = xnew(struct removal);
+		r->x = x;
+		r->index = i;
+		x->pending++;
+		remove_one(r);
+	}
+	if (--x->pending == 0)
+		expunge_end(x); /* nothing was marked */
 }
 
 void pop3_mailbox_close(struct pop3_mailbox **mbp)

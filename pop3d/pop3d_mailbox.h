@@ -15,6 +15,7 @@
 /* RFC 1939 7: a unique-id is 1 to 70 characters 0x21..0x7E. */
 #define POP3_UIDL_MAX 70
 
+struct fileop_pool;
 struct maildir;
 
 struct pop3_mail {
@@ -48,12 +49,18 @@ enum pop3_mailbox_result pop3_mailbox_open(int root_fd, const char *user, struct
  * errno when it is gone. */
 int pop3_mailbox_open_message(struct pop3_mailbox *mb, size_t i);
 
+/* pop3_expunge_done_fn - the removals are over: ok = every marked
+ * message is gone (removed counts them, including any that were gone
+ * already); else error (new memory) says what was left. */
+typedef void pop3_expunge_done_fn(void *arg, bool ok, size_t removed, char *error);
+
 /* pop3_mailbox_expunge - remove the messages marked in deleted[] (count
- * entries) and account for them in maildirsize. A message already gone
- * counts as removed. -1 with a new error string when some could not be
- * removed (the others are). */
-int pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted, size_t count, size_t *removed_r,
-			 char **error_r);
+ * entries) on the pool's threads, so that a slow unlink (a disk that
+ * discards synchronously) stops no other session, then account for them
+ * in maildirsize and call done on the loop (from inside this call only
+ * when nothing is marked). mb must stay open until then. */
+void pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted, size_t count, struct fileop_pool *pool,
+			  pop3_expunge_done_fn *done, void *arg);
 
 /* pop3_mailbox_close - unlock and free; accepts NULL. */
 void pop3_mailbox_close(struct pop3_mailbox **mb);

@@ -395,18 +395,29 @@ static void cb_close_message(void *ctx)
 	c->msg_fd = -1;
 }
 
-static void cb_update(void *ctx, const bool *deleted, size_t n)
+static void on_expunged(void *arg, bool ok, size_t removed, char *error)
 {
-	struct pop3d_conn *c = ctx;
-	size_t removed = 0;
-	char *error = NULL;
-	int rc = pop3_mailbox_expunge(c->mb, deleted, n, &removed, &error);
+	struct pop3d_conn *c = arg;
 
-	if (rc < 0) {
+	if (!ok) {
 		log_warn("%s: user=<%s>: %s", c->client_addr, c->user, error);
 		free(error);
 	}
-	pop3_session_update_done(c->s, rc == 0);
+	(void)removed;
+	if (!c->gone)
+		pop3_session_update_done(c->s, ok);
+	conn_unref(c); /* the mailbox may close now */
+}
+
+/* cb_update - QUIT: the marked messages go, off the loop. The connection
+ * (and its mailbox) stays until the removals are over, even if the
+ * client goes first. */
+static void cb_update(void *ctx, const bool *deleted, size_t n)
+{
+	struct pop3d_conn *c = ctx;
+
+	c->refs++;
+	pop3_mailbox_expunge(c->mb, deleted, n, c->d->fileops, on_expunged, c);
 }
 
 static const struct pop3_server_callbacks callbacks = {

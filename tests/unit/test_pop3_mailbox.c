@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "../../libmail/maildir.h"
+#include "../../libutil/fileop_pool.h"
 #include "../../libutil/mem.h"
 #include "../../pop3d/pop3d_mailbox.h"
 #include "unit.h"
@@ -194,15 +196,50 @@ static void test_moved_message(void **state)
 	pop3_mailbox_close(&mb);
 }
 
-/* Only the marked messages go; maildirsize learns it; one already gone
- * is fine. */
+/* What an expunge reported. */
+struct expunged {
+	struct event_base *base;
+	int calls;
+	bool ok;
+	size_t removed;
+	char *error;
+};
+
+static void on_expunged(void *arg, bool ok, size_t removed, char *error)
+{
+	struct expunged *e = arg;
+
+	e->calls++;
+	e->ok = ok;
+	e->removed = removed;
+	e->error = error;
+	event_base_loopbreak(e->base);
+}
+
+/* expunge - run one on a pool's threads, and wait for its answer. */
+static void expunge(struct pop3_mailbox *mb, const bool *del, size_t n, struct expunged *e)
+{
+	struct fileop_pool *pool;
+
+	memset(e, 0, sizeof *e);
+	e->base = event_base_new();
+	pool = fileop_pool_new(e->base, 2);
+	pop3_mailbox_expunge(mb, del, n, pool, on_expunged, e);
+	if (e->calls == 0)
+		event_base_dispatch(e->base);
+	fileop_pool_free(&pool);
+	event_base_free(e->base);
+}
+
+/* Only the marked messages go, off the caller's thread; maildirsize
+ * learns it; one already gone is fine. */
 static void test_expunge(void **state)
 {
 	struct fx *f = *state;
 	struct pop3_mailbox *mb = open_ok(f);
-	bool del[3] = { true, false, true };
-	size_t removed = 0;
-	char *error = NULL, *quota;
+	bool del[3] = { true, false, true }, none[3] = { false, false, false };
+	struct expunged e;
+	char *quota;
 
 	pop3_mailbox_close(&mb);
 	write_file(f, MD "/new/1700000001.A.mx,S=2,W=3", "1\n");
@@ -217,13 +254,41 @@ static void test_expunge(void **state)
 		snprintf(gone, sizeof gone, "%s/" MD "/cur/1700000003.C.mx,S=2,W=3:2,S", f->root);
 		assert_int_equal(unlink(gone), 0);
 	}
-	assert_int_equal(pop3_mailbox_expunge(mb, del, 3, &removed, &error), 0);
-	assert_int_equal(removed, 2);
+	expunge(mb, del, 3, &e);
+	assert_int_equal(e.calls, 1);
+	assert_true(e.ok);
+	assert_null(e.error);
+	assert_int_equal(e.removed, 2);
 	assert_false(exists(f, MD "/new/1700000001.A.mx,S=2,W=3"));
 	assert_true(exists(f, MD "/new/1700000002.B.mx,S=2,W=3"));
 	quota = read_rel(f, MD "/maildirsize");
 	assert_string_equal(quota, "0S\n6 3\n-2 -1\n");
 	free(quota);
+	/* nothing marked: answered at once, nothing touched */
+	expunge(mb, none, 3, &e);
+	assert_true(e.calls == 1 && e.ok && e.removed == 0);
+	assert_true(exists(f, MD "/new/1700000002.B.mx,S=2,W=3"));
+	pop3_mailbox_close(&mb);
+}
+
+/* A message another client moved to cur/ with flags is still removed. */
+static void test_expunge_moved(void **state)
+{
+	struct fx *f = *state;
+	struct pop3_mailbox *mb = open_ok(f);
+	bool del[1] = { true };
+	struct expunged e;
+	char from[256], to[256];
+
+	pop3_mailbox_close(&mb);
+	write_file(f, MD "/new/1700000000.A.mx,S=3,W=4", "hi\n");
+	mb = open_ok(f);
+	snprintf(from, sizeof from, "%s/" MD "/new/1700000000.A.mx,S=3,W=4", f->root);
+	snprintf(to, sizeof to, "%s/" MD "/cur/1700000000.A.mx,S=3,W=4:2,S", f->root);
+	assert_int_equal(rename(from, to), 0);
+	expunge(mb, del, 1, &e);
+	assert_true(e.ok && e.removed == 1);
+	assert_false(exists(f, MD "/cur/1700000000.A.mx,S=3,W=4:2,S"));
 	pop3_mailbox_close(&mb);
 }
 
@@ -260,6 +325,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moved_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expunge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expunge_moved, setup, teardown),
 		cmocka_unit_test(test_uidl),
 	};
 
