@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,6 +533,10 @@ void pop3d_conn_accept(struct pop3d *d, int fd)
 	c->refs = 1;
 	c->msg_fd = -1;
 	client_identity(fd, c);
+	/* A RETR leaves as several writes (the +OK line, then the content):
+	 * without this, Nagle holds each one after the first until the
+	 * client's delayed ACK, some 40 ms per message. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	if (d->implicit_tls) {
 		c->bev = tls_accept_socket(d->tls, d->svc->base, fd);
 		c->tls = true;
