@@ -1,15 +1,17 @@
 """bench/benchlib.py - what the benchmarks in bench/ share.
 
-Machine set-up (Postfix installed without side effects, the accounts,
-the Yubin build), loopback ports, measurements from /proc (CPU, RSS, PSS
-of a server's whole process tree), the two servers as private instances
-(Yubin and a private Postfix, each configurable by the benchmark), server
-log counts, and the side-by-side report (Yubin, Postfix, ratio).
+Machine set-up (Postfix or Dovecot installed without side effects, the
+accounts, the Yubin build), loopback ports, measurements from /proc (CPU,
+RSS, PSS of a server's whole process tree), the servers as private
+instances (Yubin, a private Postfix, a private Dovecot, each configurable
+by the benchmark), server log counts, and the side-by-side report (Yubin,
+the anchor, ratio).
 
 The benchmarks import it from their own directory; see bench/README.md.
 """
 import contextlib
 import datetime
+import grp
 import os
 import platform
 import pwd
@@ -30,7 +32,8 @@ DOMAIN = "example.test"
 HOSTNAME = "mx.example.test"
 SENDER = "sender@client.test"
 ACCOUNTS = ("yubin", "yubin-auth", "vmail")
-YUBIN_PROGRAMS = ("master", "smtpd", "qmgr", "local", "auth", "smtp")
+PASSWORD = "Bench-pass-1"  # every benchmark user's
+YUBIN_PROGRAMS = ("master", "smtpd", "qmgr", "local", "auth", "smtp", "pop3d")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -58,12 +61,12 @@ def require_root():
         sys.exit(f"bench/{tool_name()}: run as root (Yubin runs its services as real accounts)")
 
 
-def ensure_packages():
-    if shutil.which("postfix") and shutil.which("smtp-source") and shutil.which("smtp-sink"):
-        return
-    say("# installing postfix (preseeded: no configuration, no service start)")
-    subprocess.run(["debconf-set-selections"], check=True, text=True,
-                   input="postfix postfix/main_mailer_type select No configuration\n")
+def apt_install(packages, preseed=""):
+    """apt-get install packages without starting any service: debconf
+    answers preseeded, and a temporary /usr/sbin/policy-rc.d (exit 101,
+    "not allowed") only if there is none."""
+    if preseed:
+        subprocess.run(["debconf-set-selections"], check=True, text=True, input=preseed)
     policy = Path("/usr/sbin/policy-rc.d")
     created = False
     if not policy.exists():
@@ -72,15 +75,56 @@ def ensure_packages():
         created = True
     try:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        r = subprocess.run(["apt-get", "install", "-y", "-q", "postfix"], env=env,
+        r = subprocess.run(["apt-get", "install", "-y", "-q", *packages], env=env,
                            capture_output=True, text=True)
         if r.returncode != 0:
             subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-            subprocess.run(["apt-get", "install", "-y", "-q", "postfix"], env=env,
+            subprocess.run(["apt-get", "install", "-y", "-q", *packages], env=env,
                            capture_output=True, text=True, check=True)
     finally:
         if created:
             policy.unlink()
+
+
+def ensure_packages():
+    if shutil.which("postfix") and shutil.which("smtp-source") and shutil.which("smtp-sink"):
+        return
+    say("# installing postfix (preseeded: no configuration, no service start)")
+    apt_install(["postfix"], "postfix postfix/main_mailer_type select No configuration\n")
+
+
+DOVECOT_LIBEXEC = Path("/usr/lib/dovecot")
+
+
+def system_dovecot():
+    """PIDs of a system-wide Dovecot (master.pid in Debian's base_dir)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int(Path("/run/dovecot/master.pid").read_text().split()[0])
+        if comm(pid) == "dovecot":
+            return tree(pid)
+    return []
+
+
+def ensure_dovecot():
+    """dovecot-core and dovecot-pop3d, installed without a system Dovecot:
+    no service start during the install (policy-rc.d), and if one runs
+    afterwards that did not before, it is stopped (and disabled, under
+    systemd)."""
+    if shutil.which("dovecot") and (DOVECOT_LIBEXEC / "pop3").exists():
+        return
+    say("# installing dovecot-core and dovecot-pop3d (no service start)")
+    before = system_dovecot()
+    apt_install(["dovecot-core", "dovecot-pop3d"])
+    if Path("/run/systemd/system").is_dir():
+        # the unit is enabled by the package: no system Dovecot at boot either
+        run(["systemctl", "disable", "--now", "dovecot.service", "dovecot.socket"], check=False)
+    if not before and system_dovecot():
+        say("# the install started a system Dovecot: stopping it")
+        run(["doveadm", "stop"], check=False)
+        time.sleep(1)
+        kill_tree(system_dovecot())
+    if system_dovecot() and not before:
+        raise RuntimeError("a system Dovecot is still running after the install")
 
 
 def ensure_accounts():
@@ -111,9 +155,13 @@ def build_yubin():
     return build
 
 
-def prepare_machine():
-    """Postfix, the accounts, the Yubin build (returned), enough descriptors."""
-    ensure_packages()
+def prepare_machine(anchor="Postfix"):
+    """The anchor (Postfix or Dovecot), the accounts, the Yubin build
+    (returned), enough descriptors."""
+    if anchor == "Dovecot":
+        ensure_dovecot()
+    else:
+        ensure_packages()
     ensure_accounts()
     build = build_yubin()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -121,10 +169,13 @@ def prepare_machine():
     return build
 
 
-def print_header(build):
+def print_header(build, anchor="Postfix"):
     """The first lines of a report: benchmark, time, machine, versions."""
     head = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
-    pf_version = run(["postconf", "-d", "-h", "mail_version"], check=False).stdout.strip()
+    if anchor == "Dovecot":
+        version = run(["dovecot", "--version"], check=False).stdout.strip()
+    else:
+        version = run(["postconf", "-d", "-h", "mail_version"], check=False).stdout.strip()
     cpu_model = ""
     with contextlib.suppress(OSError):
         m = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
@@ -132,7 +183,11 @@ def print_header(build):
     say(f"# bench/{tool_name()}  {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
     say(f"# machine: {platform.node()}, {os.cpu_count()} CPU ({cpu_model}), "
         f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2**20} MiB, kernel {platform.release()}")
-    say(f"# Yubin: build {build} (repo HEAD {head}); Postfix {pf_version}")
+    built = ""
+    with contextlib.suppress(OSError):
+        built = datetime.datetime.fromtimestamp((build / "master" / "master").stat().st_mtime,
+                                                datetime.timezone.utc).strftime(", binaries of %Y-%m-%d %H:%M UTC")
+    say(f"# Yubin: build {build} (repo HEAD {head}{built}); {anchor} {version}")
 
 
 def free_port():
@@ -141,14 +196,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=30):
+def wait_port(port, timeout=30, greeting=b"220"):
+    """Until the server on port greets (SMTP: 220, POP3: +OK); then QUIT."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
                 s.settimeout(5)
                 data = s.recv(512)
-                if data.startswith(b"220"):
+                if data.startswith(greeting):
                     s.sendall(b"QUIT\r\n")
                     return
         time.sleep(0.1)
@@ -263,16 +319,20 @@ def kill_tree(pids):
 
 class MemorySampler:
     """Peak RSS (sum over the server's processes, every 0.2 s) and peak
-    PSS (every 1 s); call poll() often, it samples when due."""
+    PSS (every 1 s); call poll() often, it samples when due. only: a
+    predicate on a PID, to count some of the processes only."""
 
-    def __init__(self, server):
+    def __init__(self, server, only=None):
         self.server = server
+        self.only = only
         self.peak_rss = self.peak_pss = 0
         self.next_rss = self.next_pss = 0.0
 
     def poll(self, now):
         if now >= self.next_rss:
             pids = self.server.pids()
+            if self.only:
+                pids = [p for p in pids if self.only(p)]
             self.peak_rss = max(self.peak_rss, rss_kb(pids))
             self.next_rss = now + 0.2
             if now >= self.next_pss:
@@ -311,8 +371,9 @@ class Server:
 class Yubin(Server):
     """A Yubin instance under base/yubin: yubin.conf with the paths, the
     host name, the accounts and a self-signed certificate, plus `conf`
-    (extra yubin.conf keys); the shipped master.conf with the SMTP ports
-    on loopback; domain example.test with `users` (password Bench-pass-1);
+    (extra yubin.conf keys); the shipped master.conf with the inet ports
+    (SMTP, POP3) on loopback; domain example.test with `users` (password
+    PASSWORD);
     then setup(self), e.g. for aliases through self.mailctl()."""
     name = "Yubin"
 
@@ -343,12 +404,15 @@ class Yubin(Server):
         (self.etc / "yubin.conf").write_text(
             f"# written by bench/{tool_name()}; everything else keeps its default\n"
             + "".join(f"{k} = {v}\n" for k, v in keys.items()))
-        # The shipped conf/master.conf, with the SMTP ports on loopback.
+        # The shipped conf/master.conf, with the inet ports on loopback.
         self.submission_port, self.smtps_port = free_port(), free_port()
+        self.pop3_port, self.pop3s_port = free_port(), free_port()
         shipped = (REPO / "conf" / "master.conf").read_text()
-        (self.etc / "master.conf").write_text(
-            shipped.replace("*:25", f"127.0.0.1:{self.port}").replace("*:587", f"127.0.0.1:{self.submission_port}")
-            .replace("*:465", f"127.0.0.1:{self.smtps_port}"))
+        ports = {"*:25": self.port, "*:587": self.submission_port, "*:465": self.smtps_port,
+                 "*:110": self.pop3_port, "*:995": self.pop3s_port}
+        for listen, port in ports.items():
+            shipped = shipped.replace(listen, f"127.0.0.1:{port}")
+        (self.etc / "master.conf").write_text(shipped)
         self.mailctl("tls", "selfsigned", HOSTNAME)
         if self.mailctl("config", "check", check=False).returncode != 0:
             # an older build: qmgr has no control socket yet
@@ -356,7 +420,7 @@ class Yubin(Server):
             (self.etc / "master.conf").write_text(text)
         self.mailctl("domain", "add", DOMAIN)
         for u in users:
-            self.mailctl("user", "add", f"{u}@{DOMAIN}", "--password-stdin", input_text="Bench-pass-1\n")
+            self.mailctl("user", "add", f"{u}@{DOMAIN}", "--password-stdin", input_text=PASSWORD + "\n")
         if setup:
             setup(self)
 
@@ -370,6 +434,7 @@ class Yubin(Server):
     def start(self):
         self.mailctl("start")
         wait_port(self.port)
+        wait_port(self.pop3_port, greeting=b"+OK")
 
     def stop(self):
         pids = self.pids()
@@ -544,6 +609,97 @@ class Postfix(Server):
                 if re.search(r"(fatal|panic|error|warning|status=(deferred|bounced))", l, re.I)]
 
 
+DOVECOT_CONF = """\
+# written by bench/{tool}; everything else keeps Dovecot's default
+protocols = pop3
+listen = 127.0.0.1
+base_dir = {run}
+state_dir = {state}
+log_path = {log}
+ssl = no
+disable_plaintext_auth = no
+mail_location = maildir:~/Maildir
+first_valid_uid = {uid}
+first_valid_gid = {gid}
+passdb {{
+  driver = passwd-file
+  args = scheme=CRYPT {passwd}
+}}
+userdb {{
+  driver = passwd-file
+  args = {passwd}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"""
+
+
+class Dovecot(Server):
+    """A private Dovecot (dovecot -c FILE) under base/dovecot: its own
+    base_dir, state_dir and log_path; POP3 only, plain, on a loopback port
+    (ssl = no, disable_plaintext_auth = no); a passwd-file passdb and
+    userdb with `users`, a {name: crypt(3) hash} dict (the {CRYPT} scheme,
+    i.e. libxcrypt: yescrypt hashes work), every user as the vmail account
+    with home mail_root/DOMAIN/NAME and mail_location maildir:~/Maildir.
+    Everything else at Dovecot's defaults; `conf` is appended to
+    dovecot.conf."""
+    name = "Dovecot"
+
+    def __init__(self, base, users=None, conf=""):
+        self.base = base / "dovecot"
+        self.run_dir, self.state = self.base / "run", self.base / "state"
+        self.mail_root, self.log = self.base / "mail", self.base / "dovecot.log"
+        self.conf_file, self.passwd = self.base / "dovecot.conf", self.base / "passwd"
+        self.pid_file = self.run_dir / "master.pid"
+        vmail = pwd.getpwnam("vmail")
+        for d in (self.base, self.run_dir, self.state, self.mail_root):
+            d.mkdir()
+            d.chmod(0o755)
+        self.port = self.pop3_port = free_port()
+        self.passwd.write_text("".join(
+            f"{u}@{DOMAIN}:{{CRYPT}}{h}:{vmail.pw_uid}:{vmail.pw_gid}::{self.mail_root / DOMAIN / u}::\n"
+            for u, h in (users or {}).items()))
+        os.chown(self.passwd, 0, grp.getgrnam("dovecot").gr_gid)  # auth runs as default_internal_user
+        self.passwd.chmod(0o640)
+        self.conf_file.write_text(DOVECOT_CONF.format(
+            tool=tool_name(), run=self.run_dir, state=self.state, log=self.log, uid=vmail.pw_uid,
+            gid=vmail.pw_gid, passwd=self.passwd, port=self.port) + conf)
+        run(["doveconf", "-c", str(self.conf_file), "-n"])  # validates
+
+    def start(self):
+        # The master daemonizes and keeps what it inherited: no pipes to wait on.
+        out = self.base / "dovecot.start"
+        with open(out, "w") as f:
+            r = subprocess.run(["dovecot", "-c", str(self.conf_file)], stdin=subprocess.DEVNULL,
+                               stdout=f, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise RuntimeError(f"dovecot -c {self.conf_file}: exit {r.returncode}\n{out.read_text()}")
+        wait_port(self.port, greeting=b"+OK")
+
+    def stop(self):
+        pids = self.pids()
+        if self.master_pid():
+            subprocess.run(["dovecot", "-c", str(self.conf_file), "stop"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(read_stat_state(p) not in (None, "Z", "X") for p in pids):
+            time.sleep(0.1)
+        kill_tree([p for p in pids if read_stat_state(p) not in (None, "Z", "X")])
+
+    def log_problems(self):
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        # "master: Warning: Killed with signal 15 (by pid=... code=kill)" is our stop()
+        return [l for l in text.splitlines() if re.search(r"\b(Error|Warning|Fatal|Panic):", l)
+                and not re.search(r"master: Warning: Killed with signal 15 ", l)]
+
+
 # ---- the instances of one benchmark run --------------------------------------
 
 class Instances:
@@ -568,7 +724,7 @@ class Instances:
         run(["chattr", "+T", str(self.base)], check=False)
         self.servers = []
         self.cleanups = []
-        self.problems = {"Yubin": [], "Postfix": []}
+        self.problems = {}  # server name: its log's problem lines, all runs
 
     def fresh(self, make, tag):
         """A new instance, make(directory), started, for one run."""
@@ -584,7 +740,7 @@ class Instances:
     def done(self, srv):
         """Stop an instance after its run; its log problems are kept."""
         srv.stop()
-        self.problems[srv.name] += srv.log_problems()
+        self.problems.setdefault(srv.name, []).extend(srv.log_problems())
         self.servers.remove(srv)
 
     def on_close(self, fn):
@@ -671,22 +827,23 @@ def ratio(y, p):
     return f"{y / p:.2f}" if p else "n/a"
 
 
-def table(rows, ry, rp):
-    """Yubin, Postfix and Y/P side by side: rows of (label, format(result),
-    key of the number to divide or None)."""
-    say(f"{'':34} {'Yubin':>12} {'Postfix':>12} {'Y/P':>7}")
+def table(rows, ry, rp, anchor="Postfix"):
+    """Yubin, the anchor and their ratio side by side: rows of (label,
+    format(result), key of the number to divide or None)."""
+    say(f"{'':34} {'Yubin':>12} {anchor:>12} {'Y/' + anchor[0]:>7}")
     for label, fmt, key in rows:
         rt = ratio(ry[key], rp[key]) if key else ""
         say(f"{label:34} {fmt(ry):>12} {fmt(rp):>12} {rt:>7}")
 
 
-def median_table(reps, rows, complete="delivered everything"):
+def median_table(reps, rows, complete="delivered everything", anchor="Postfix", per_run=("messages/s", "rate")):
     """Medians over the runs whose result has "complete" set: reps is a
-    list of (Yubin result, Postfix result), rows of (label, key, scale,
-    format); a row whose key is None in the first result is left out."""
+    list of (Yubin result, anchor result), rows of (label, key, scale,
+    format); a row whose key is None in the first result is left out.
+    per_run: (label, key) of the figure listed run by run."""
     say(f"runs that {complete}: Yubin {sum(r[0]['complete'] for r in reps)}/{len(reps)}, "
-        f"Postfix {sum(r[1]['complete'] for r in reps)}/{len(reps)} (medians over those only)")
-    say(f"{'':34} {'Yubin':>12} {'Postfix':>12} {'Y/P':>7}")
+        f"{anchor} {sum(r[1]['complete'] for r in reps)}/{len(reps)} (medians over those only)")
+    say(f"{'':34} {'Yubin':>12} {anchor:>12} {'Y/' + anchor[0]:>7}")
     for label, key, scale, fmt in rows:
         if reps[0][0].get(key) is None:
             continue
@@ -696,5 +853,6 @@ def median_table(reps, rows, complete="delivered everything"):
         mp = statistics.median(vp) * scale if vp else 0
         say(f"{label:34} {fmt.format(my) if vy else 'none':>12} {fmt.format(mp) if vp else 'none':>12} "
             f"{ratio(my, mp) if vy and vp else 'n/a':>7}")
-    mark = lambda r: f"{r['rate']:.0f}" + ("" if r["complete"] else "(incomplete)")  # noqa: E731
-    say("  messages/s per run (Yubin/Postfix): " + ", ".join(f"{mark(ry)}/{mark(rp)}" for ry, rp in reps))
+    label, key = per_run
+    mark = lambda r: f"{r[key]:.0f}" + ("" if r["complete"] else "(incomplete)")  # noqa: E731
+    say(f"  {label} per run (Yubin/{anchor}): " + ", ".join(f"{mark(ry)}/{mark(rp)}" for ry, rp in reps))
