@@ -4,6 +4,7 @@
 #include "mem.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -191,6 +192,20 @@ int sock_connect_unix(const char *path, int timeout_ms, char **error_r)
 	}
 	sock_set_nonblock(fd, 0);
 	return fd;
+}
+
+void sock_peer_addr(int fd, char *out, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	snprintf(out, size, "unknown");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)size);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)size);
 }
 
 int sock_peer_cred(int fd, uid_t *uid_r, pid_t *pid_r)

@@ -18,6 +18,10 @@ int sock_listen_unix(const char *path, int mode, int backlog, char **error_r);
 /* sock_connect_unix - connect to path, waiting at most timeout_ms. */
 int sock_connect_unix(const char *path, int timeout_ms, char **error_r);
 
+/* sock_peer_addr - the numeric address of a TCP peer (IPv4 or IPv6) into
+ * out, or "unknown". */
+void sock_peer_addr(int fd, char *out, size_t size);
+
 /* sock_peer_cred - uid and pid of a UNIX-socket peer. */
 int sock_peer_cred(int fd, uid_t *uid_r, pid_t *pid_r);
 

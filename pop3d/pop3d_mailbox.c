@@ -91,19 +91,34 @@ static bool add_mail(struct pop3_mailbox *mb, int dir_fd, const char *name, bool
 	return true;
 }
 
-static int list_dir(struct pop3_mailbox *mb, int dir_fd, bool in_cur, size_t *cap, char **error_r)
+/* read_dir - a listing of the kept directory dir_fd from its start (a
+ * dup shares its offset); NULL with errno. */
+static DIR *read_dir(int dir_fd)
 {
 	int fd = dup(dir_fd);
-	DIR *d;
-	struct dirent *de;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 
-	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
-		*error_r = xasprintf("%s/%s: %s", mb->md->name, in_cur ? "cur" : "new", strerror(errno));
+	if (d == NULL) {
+		int saved = errno;
+
 		if (fd >= 0)
 			close(fd);
+		errno = saved;
+		return NULL;
+	}
+	rewinddir(d);
+	return d;
+}
+
+static int list_dir(struct pop3_mailbox *mb, int dir_fd, bool in_cur, size_t *cap, char **error_r)
+{
+	DIR *d = read_dir(dir_fd);
+	struct dirent *de;
+
+	if (d == NULL) {
+		*error_r = xasprintf("%s/%s: %s", mb->md->name, in_cur ? "cur" : "new", strerror(errno));
 		return -1;
 	}
-	rewinddir(d); /* the dup shares the offset of the kept descriptor */
 	errno = 0;
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
@@ -204,16 +219,11 @@ static int find_moved(struct pop3_mailbox *mb, struct pop3_mail *m)
 	size_t base = strcspn(m->name, ":");
 
 	for (int k = 0; k < 2; k++) {
-		int fd = dup(dirs[k]);
-		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		DIR *d = read_dir(dirs[k]);
 		struct dirent *de;
 
-		if (d == NULL) {
-			if (fd >= 0)
-				close(fd);
+		if (d == NULL)
 			continue;
-		}
-		rewinddir(d);
 		while ((de = readdir(d)) != NULL) {
 			if (strncmp(de->d_name, m->name, base) == 0 && (de->d_name[base] == ':' || de->d_name[base] == '\0')) {
 				free(m->name);

@@ -10,9 +10,9 @@
 #include "../libutil/mem.h"
 #include "../libutil/sanitize.h"
 #include "../libutil/service.h"
+#include "../libutil/sock.h"
 #include "../libutil/tls.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -510,21 +510,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	conn_unref(c);
 }
 
-static void client_identity(int fd, struct pop3d_conn *c)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-
-	snprintf(c->client_addr, sizeof c->client_addr, "unknown");
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->client_addr, sizeof c->client_addr);
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->client_addr,
-				  sizeof c->client_addr);
-	}
-}
-
 void pop3d_conn_accept(struct pop3d *d, int fd)
 {
 	struct pop3d_conn *c = xnew(struct pop3d_conn);
@@ -532,7 +517,7 @@ void pop3d_conn_accept(struct pop3d *d, int fd)
 	c->d = d;
 	c->refs = 1;
 	c->msg_fd = -1;
-	client_identity(fd, c);
+	sock_peer_addr(fd, c->client_addr, sizeof c->client_addr);
 	/* A RETR leaves as several writes (the +OK line, then the content):
 	 * without this, Nagle holds each one after the first until the
 	 * client's delayed ACK, some 40 ms per message. */

@@ -899,17 +899,7 @@ static int local_identity(int fd, struct smtpd_conn *c)
 
 static void client_identity(int fd, struct smtpd_conn *c)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-
-	snprintf(c->client_addr, sizeof c->client_addr, "unknown");
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->client_addr, sizeof c->client_addr);
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->client_addr,
-				  sizeof c->client_addr);
-	}
+	sock_peer_addr(fd, c->client_addr, sizeof c->client_addr);
 	/* Reverse DNS comes with the DNS work (libunbound, asynchronous). */
 	snprintf(c->client_name, sizeof c->client_name, "unknown");
 }
